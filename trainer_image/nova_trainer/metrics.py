@@ -1,0 +1,46 @@
+"""Fold metrics: classification quality and what a simple directional strategy would have earned."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
+
+BARS_PER_YEAR = {"1d": 252, "1h": 252 * 7, "15m": 252 * 26, "5m": 252 * 78, "1m": 252 * 390}
+
+
+def strategy_returns(pred: np.ndarray, fwd_return: np.ndarray, kind: str) -> np.ndarray:
+    """Long when the model expects a rise, short otherwise, held for the horizon."""
+    signal = np.where(pred > 0.5, 1.0, -1.0) if kind == "direction" else np.sign(pred)
+    return signal * fwd_return
+
+
+def sharpe_ratio(returns: np.ndarray, bars_per_year: int, horizon: int = 1) -> float:
+    std = float(np.std(returns, ddof=1)) if len(returns) > 1 else 0.0
+    if std == 0.0 or not np.isfinite(std):
+        return 0.0
+    return float(np.mean(returns) / std * math.sqrt(bars_per_year / horizon))
+
+
+def fold_metrics(pred: np.ndarray, label: np.ndarray, fwd_return: np.ndarray, kind: str,
+                 interval: str = "1d", horizon: int = 1) -> dict[str, float]:
+    out: dict[str, float] = {}
+    strat = strategy_returns(pred, fwd_return, kind)
+    out["sharpe"] = sharpe_ratio(strat, BARS_PER_YEAR.get(interval, 252), horizon)
+    out["hit_rate"] = float(np.mean(strat > 0))
+    if kind == "direction":
+        both = len(np.unique(label)) == 2
+        out["auc"] = float(roc_auc_score(label, pred)) if both else 0.5
+        out["logloss"] = float(log_loss(label, np.clip(pred, 1e-7, 1 - 1e-7), labels=[0, 1]))
+        out["accuracy"] = float(accuracy_score(label, pred > 0.5))
+    else:
+        out["rmse"] = float(np.sqrt(np.mean((pred - label) ** 2)))
+        out["accuracy"] = float(np.mean(np.sign(pred) == np.sign(label)))
+    return out
+
+
+def summarize(folds: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over folds."""
+    keys = folds[0].keys() if folds else []
+    return {k: float(np.mean([f[k] for f in folds])) for k in keys}

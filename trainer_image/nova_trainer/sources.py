@@ -1,0 +1,36 @@
+"""Where a worker gets each symbol's learning data: prep shards from the sidecar, or built
+in-process with the next symbols prepared on a background thread while the current one trains."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from nova.spec import ResolvedRun
+from nova_trainer.dataset import SymbolData, load_symbol_data
+
+
+def prefetched(run: ResolvedRun, ahead: int) -> Iterator[tuple[str, SymbolData | Exception]]:
+    """Build symbols in order, keeping up to `ahead` in flight ahead of the consumer."""
+    symbols = list(run.spec.data.symbols)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep") as pool:
+        pending: list[tuple[str, Future]] = []
+        next_index = 0
+        while next_index < len(symbols) or pending:
+            while next_index < len(symbols) and len(pending) < ahead + 1:
+                symbol = symbols[next_index]
+                pending.append((symbol, pool.submit(load_symbol_data, run.spec, symbol)))
+                next_index += 1
+            symbol, future = pending.pop(0)
+            try:
+                yield symbol, future.result()
+            except Exception as exc:  # reported per symbol by the worker, never fatal to the run
+                yield symbol, exc
+
+
+def symbol_stream(run: ResolvedRun, shards: str | None) -> Iterator[tuple[str, SymbolData | Exception]]:
+    if shards:
+        from nova_trainer.prep import consume_shards
+
+        return consume_shards(run, shards)
+    return prefetched(run, run.spec.prep.max_ahead)

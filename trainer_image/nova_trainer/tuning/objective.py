@@ -1,0 +1,35 @@
+"""One trial: suggest parameters, evaluate them walk-forward, report every round to the pruner."""
+
+from __future__ import annotations
+
+import optuna
+
+from nova.spec import TrainingRunSpec
+from nova_trainer.dataset import SymbolData
+from nova_trainer.device import DeviceChoice
+from nova_trainer.train import evaluate, observation
+from nova_trainer.tuning.pruners import FoldPruningCallback, RoundCounter
+from nova_trainer.tuning.search_space import suggest
+
+
+class Objective:
+    def __init__(self, data: SymbolData, spec: TrainingRunSpec, device: DeviceChoice) -> None:
+        self.data, self.spec, self.device = data, spec, device
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = suggest(trial, self.spec.tuning.search_space)
+        counter = RoundCounter()
+        key, _ = observation(self.spec.tuning.metric)
+        rounds_per_fold = self.spec.model.num_boost_round
+
+        def callbacks(fold: int):
+            return [FoldPruningCallback(trial, key, fold, rounds_per_fold, counter)]
+
+        try:
+            result = evaluate(self.data, self.spec, params, self.device, fold_callbacks=callbacks)
+        finally:
+            trial.set_user_attr("rounds", counter.rounds)
+        trial.set_user_attr("metrics", result.summary)
+        trial.set_user_attr("fold_best_iterations", [f.best_iteration for f in result.folds])
+        trial.set_user_attr("device", result.device)
+        return result.value(self.spec.tuning.metric)

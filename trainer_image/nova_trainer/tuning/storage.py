@@ -1,0 +1,72 @@
+"""Where studies live: PostgreSQL (psycopg 3) in a cluster, SQLite in the run folder locally.
+
+Heartbeats let a live worker find a trial whose worker died (no heartbeat for `graceSeconds`): it
+is marked FAIL and re-queued once (RetryHeartbeatStaleTrialCallback). Connections are few per
+worker (pool of 1 plus 1 overflow, pre-pinged so a restarted database is noticed) so that many
+workers fit under `max_connections`; the chart's gRPC storage proxy bounds them further. The URL is
+never printed: errors name the host only."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import optuna
+import sqlalchemy.exc
+
+from nova.errors import StorageError
+from nova.secrets import host_of, mask
+
+log = logging.getLogger(__name__)
+
+STORAGE_URL_ENV = "NOVA_STORAGE_URL"
+TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError)
+PERMANENT_HINTS = ("password authentication failed", "does not exist", "no password supplied",
+                   "role", "permission denied")
+
+
+def resolve_url(run_dir: Path | None = None) -> str:
+    """$NOVA_STORAGE_URL, or the embedded SQLite file of a local run."""
+    url = os.environ.get(STORAGE_URL_ENV)
+    if url:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        return url
+    if run_dir is None:
+        raise StorageError(f"no Optuna storage: set ${STORAGE_URL_ENV} (from tuning.storage.secretRef in a cluster)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
+
+
+def engine_kwargs(url: str) -> dict:
+    if url.startswith("sqlite"):
+        return {"connect_args": {"timeout": 60}}
+    return {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True, "pool_recycle": 300,
+            "connect_args": {"connect_timeout": 10}}
+
+
+def open_storage(url: str, heartbeat_seconds: int, grace_seconds: int, attempts: int = 5,
+                 backoff_seconds: float = 1.0) -> optuna.storages.RDBStorage:
+    """Open the storage, retrying transient errors with backoff; a wrong password fails at once."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return optuna.storages.RDBStorage(
+                url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_seconds,
+                grace_period=grace_seconds,
+                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+        except TRANSIENT as exc:
+            reason = describe(exc)
+            if any(h in reason for h in PERMANENT_HINTS) or attempt == attempts:
+                raise StorageError(f"cannot use the Optuna storage at {host_of(url)}: {reason}") from None
+            log.warning("storage at %s not ready (%s); retry %d/%d", host_of(url), reason, attempt, attempts)
+            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+    raise AssertionError("unreachable")
+
+
+def describe(exc: BaseException) -> str:
+    """The first line of the driver's message, with any password masked."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
+    return mask(text)

@@ -1,0 +1,24 @@
+"""Creating and loading the per-symbol studies (the operator creates them first, so workers never
+race to create; `load_if_exists` makes either order safe)."""
+
+from __future__ import annotations
+
+import optuna
+
+from nova.spec import ResolvedRun
+from nova_trainer.tuning.pruners import make_pruner
+from nova_trainer.tuning.samplers import make_sampler
+
+
+def open_study(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStorage,
+               worker: int = 0) -> optuna.Study:
+    spec = run.spec
+    study = optuna.create_study(
+        storage=storage, study_name=run.study_name(symbol), load_if_exists=True,
+        direction=spec.tuning.resolved_direction, sampler=make_sampler(spec.tuning.sampler, worker),
+        pruner=make_pruner(spec.tuning.pruner, spec.model.num_boost_round, spec.validation.walk_forward.folds))
+    if "budget" not in study.user_attrs:
+        study.set_user_attr("budget", spec.tuning.trials)
+        study.set_user_attr("metric", spec.tuning.metric)
+        study.set_user_attr("symbol", symbol)
+    return study

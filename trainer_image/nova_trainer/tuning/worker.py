@@ -1,0 +1,147 @@
+"""The worker loop: for each symbol, join its study and run trials until the study holds its budget.
+
+Workers are interchangeable and share nothing but the storage. Before each trial a worker re-counts
+the study in the storage (see `budget.py`). When the budget is committed it still waits for RUNNING
+trials to finish: if their worker died, the heartbeat marks them stale and this worker runs the
+retry. Transient database errors (a restart) are retried with backoff; a trial interrupted by one is
+left RUNNING and recovered by the heartbeat like a dead worker's."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import optuna
+
+from nova.errors import NovaError
+from nova.spec import ResolvedRun
+from nova_trainer.dataset import SymbolData
+from nova_trainer.device import DeviceChoice, init_rmm, resolve_device
+from nova_trainer.tuning.budget import Progress, progress
+from nova_trainer.tuning.objective import Objective
+from nova_trainer.tuning.storage import TRANSIENT, describe
+from nova_trainer.tuning.study import open_study
+
+log = logging.getLogger(__name__)
+
+MAX_CONSECUTIVE_FAILURES = 5
+MAX_OUTAGE_SECONDS = 300
+
+
+@dataclass
+class SymbolOutcome:
+    symbol: str
+    progress: Progress | None
+    trials_run_here: int
+    error: str | None = None
+
+
+class TooManyFailures(NovaError):
+    pass
+
+
+def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.BaseStorage, worker: int,
+                device: DeviceChoice, on_trial: Callable[[Progress], None] | None = None,
+                deadline: float | None = None) -> SymbolOutcome:
+    spec = run.spec
+    budget = spec.tuning.trials
+    study = _retrying(lambda: open_study(run, data.symbol, storage, worker))
+    objective = Objective(data, spec, device)
+    ran, consecutive_failures = 0, 0
+    while True:
+        state = _retrying(lambda: progress(study))
+        if on_trial:
+            on_trial(state)
+        if deadline is not None and time.monotonic() > deadline:
+            log.info("%s: tuning.timeoutSeconds reached; no new trials", data.symbol)
+            break
+        if state.committed >= budget and state.waiting == 0:
+            if state.running == 0:
+                break
+            # Someone's trial is running; if its worker died the heartbeat will fail it and
+            # re-queue it as WAITING, which the next optimize() call here picks up.
+            time.sleep(min(spec.tuning.heartbeat_seconds, 2))
+            _retrying(lambda: optuna.storages.fail_stale_trials(study))
+            continue
+        try:
+            trial_state = _retrying(lambda: _one_trial(study, objective))
+        except KeyboardInterrupt:
+            _retrying(lambda: requeue_interrupted(study))
+            raise
+        ran += 1
+        consecutive_failures = consecutive_failures + 1 if trial_state == optuna.trial.TrialState.FAIL else 0
+        if consecutive_failures >= MAX_CONSECUTIVE_FAILURES:
+            last = study.get_trials(deepcopy=False)[-1]
+            raise TooManyFailures(f"{data.symbol}: {consecutive_failures} trials failed in a row; "
+                                  f"last error: {last.user_attrs.get('error', 'see worker log')}")
+    return SymbolOutcome(data.symbol, _retrying(lambda: progress(study)), ran)
+
+
+def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialState:
+    def recorded(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except optuna.TrialPruned:
+            raise
+        except KeyboardInterrupt:
+            trial.set_user_attr("interrupted", True)
+            raise
+        except NovaError as exc:
+            trial.set_user_attr("error", str(exc))
+            raise
+        except Exception as exc:  # recorded on the trial, which Optuna marks FAIL
+            trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:300]}")
+            raise
+
+    study.optimize(recorded, n_trials=1, catch=(Exception,), gc_after_trial=False)
+    trials = study.get_trials(deepcopy=False)
+    return trials[-1].state if trials else optuna.trial.TrialState.FAIL
+
+
+def requeue_interrupted(study: optuna.Study) -> int:
+    """Re-queue trials that Ctrl-C or SIGTERM cut short, so they do not eat the budget."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    requeue = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
+    count = 0
+    for t in trials:
+        if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in retried:
+            requeue(study, t)
+            count += 1
+    return count
+
+
+def _retrying(action: Callable):
+    """Run a storage action, retrying transient database errors with backoff for a while."""
+    delay, waited = 0.5, 0.0
+    while True:
+        try:
+            return action()
+        except TRANSIENT as exc:
+            if waited > MAX_OUTAGE_SECONDS:
+                raise
+            log.warning("storage error (%s); retrying in %.1fs", describe(exc), delay)
+            time.sleep(delay)
+            waited += delay
+            delay = min(delay * 2, 15.0)
+
+
+def run_worker(run: ResolvedRun, storage: optuna.storages.BaseStorage, worker: int,
+               symbols: Iterable[tuple[str, SymbolData | Exception]],
+               on_trial: Callable[[str, Progress], None] | None = None) -> list[SymbolOutcome]:
+    """Tune each symbol as its data arrives; a symbol whose data failed is reported, not fatal."""
+    spec = run.spec
+    device = resolve_device(spec.model.device)
+    init_rmm(spec.gpu.rmm.enabled, device.device, spec.gpu.rmm.initial_pool_size, spec.gpu.rmm.maximum_pool_size)
+    deadline = time.monotonic() + spec.tuning.timeout_seconds if spec.tuning.timeout_seconds else None
+    outcomes = []
+    for symbol, data in symbols:
+        if isinstance(data, Exception):
+            log.error("%s: skipped: %s", symbol, data)
+            outcomes.append(SymbolOutcome(symbol, None, 0, error=str(data)))
+            continue
+        callback = (lambda p, s=symbol: on_trial(s, p)) if on_trial else None
+        outcomes.append(tune_symbol(run, data, storage, worker, device, callback, deadline))
+    return outcomes
