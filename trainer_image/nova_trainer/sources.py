@@ -28,9 +28,10 @@ def prefetched(run: ResolvedRun, ahead: int) -> Iterator[tuple[str, SymbolData |
                 yield symbol, exc
 
 
-def symbol_stream(run: ResolvedRun, shards: str | None) -> Iterator[tuple[str, SymbolData | Exception]]:
+def symbol_stream(run: ResolvedRun, shards: str | None, delete: bool | None = None
+                  ) -> Iterator[tuple[str, SymbolData | Exception]]:
     if shards:
         from nova_trainer.prep import consume_shards
 
-        return consume_shards(run, shards)
+        return consume_shards(run, shards, delete)
     return prefetched(run, run.spec.prep.max_ahead)

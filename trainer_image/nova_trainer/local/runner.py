@@ -35,13 +35,25 @@ def _worker_main(run_json: str, url: str, index: int, out_dir: str, shards: str 
         run = ResolvedRun.from_json(run_json)
         try:
             storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
-            run_worker(run, storage, index, symbol_stream(run, shards))
+            # Local workers share one prep folder, so none of them may delete a shard.
+            run_worker(run, storage, index, symbol_stream(run, shards, delete=False))
         except KeyboardInterrupt:
             logging.getLogger(__name__).info("interrupted; running trials re-queued")
             sys.exit(130)
         except NovaError as exc:
             logging.getLogger(__name__).error("%s", exc)
             sys.exit(2)
+
+
+def _prep_main(run_json: str, folder: str, out_dir: str) -> None:
+    """The prep producer as its own process: one feature build per symbol for all workers."""
+    from nova_trainer import logs
+    from nova_trainer.prep import produce
+
+    with open(Path(out_dir) / "logs" / "prep.log", "a") as stream:
+        logs.setup("INFO", stream, prefix="prep ")
+        run = ResolvedRun.from_json(run_json)
+        produce(run, Path(folder), max_ahead=len(run.spec.data.symbols))
 
 
 def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progress: bool = True,
@@ -63,8 +75,15 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
         open_study(run, symbol, storage)
 
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_worker_main, name=f"nova-worker-{i}",
-                         args=(run.to_json(), url, i, str(out_dir), None)) for i in range(n_workers)]
+    (out_dir / "logs").mkdir(exist_ok=True)
+    shards = None
+    procs = []
+    if n_workers > 1:  # one prep process feeds every worker through a shared folder, as in a pod
+        shards = str(out_dir / "features")
+        _clear_markers(Path(shards))
+        procs.append(ctx.Process(target=_prep_main, name="nova-prep", args=(run.to_json(), shards, str(out_dir))))
+    procs += [ctx.Process(target=_worker_main, name=f"nova-worker-{i}",
+                          args=(run.to_json(), url, i, str(out_dir), shards)) for i in range(n_workers)]
     for p in procs:
         p.start()
     board = ProgressBoard(run, storage, enabled=progress)
@@ -105,6 +124,13 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
         path = write_report(run, storage, out_dir)
         print(f"report: {path}")
     return results
+
+
+def _clear_markers(folder: Path) -> None:
+    """A new local run rebuilds its features (data or code may have changed since the last one)."""
+    if folder.exists():
+        for path in folder.iterdir():
+            path.unlink()
 
 
 def _print_table(run: ResolvedRun, results: dict[str, dict]) -> None:

@@ -1,0 +1,206 @@
+"""The CPU prep sidecar and its consumer: features are ready before the trainer asks for them.
+
+Producer (`nova-trainer prep`): for each symbol in the spec's order, build features and target and
+write `<symbol>.parquet` atomically (temp file, fsync, rename), then a ready marker
+`<symbol>.ready` (JSON: rows, feature names, sha256 of the shard). A symbol that cannot be prepared
+gets `<symbol>.failed` with the reason; the trainer skips it and the run does not hang. At most
+`prep.maxAhead` shards wait untaken (`<symbol>.taken`: a trainer has loaded it), so disk and memory stay bounded. `_done` marks the end.
+As a Kubernetes native sidecar (restartPolicy Always) it must not exit when done (the kubelet
+would restart it): `--linger` keeps it alive until SIGTERM, on which it exits 0 at once; a restart
+skips symbols whose marker is already there.
+
+Consumer (`consume_shards`): waits for each symbol's marker in order (a sleeping poll, never a
+spin), fails clearly after `prep.waitTimeoutSeconds`, verifies the checksum, and, when the spec
+says so, deletes the shard once the trainer has moved on (`<symbol>.consumed` tells the producer).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+
+from nova.config import load_resolved
+from nova.errors import DataError, NovaError
+from nova.spec import ResolvedRun
+from nova_trainer.dataset import SymbolData, from_frame, load_symbol_data, to_frame
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.25
+DONE = "_done"
+
+
+class Stop(Exception):
+    """SIGTERM: stop now; whatever was half-written stays invisible (temp files only)."""
+
+
+def _paths(folder: Path, symbol: str) -> dict[str, Path]:
+    return {k: folder / f"{symbol}.{k}" for k in ("parquet", "ready", "failed", "taken", "consumed")}
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_shard(folder: Path, data: SymbolData) -> dict:
+    paths = _paths(folder, data.symbol)
+    tmp = folder / f".{data.symbol}.parquet.tmp"
+    to_frame(data).to_parquet(tmp, compression="snappy")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, paths["parquet"])
+    marker = {"symbol": data.symbol, "rows": int(len(data.y)), "features": list(data.X.columns),
+              "sha256": sha256(paths["parquet"]), "start": data.start, "end": data.end}
+    _atomic_text(paths["ready"], json.dumps(marker))
+    return marker
+
+
+def _pending(folder: Path, symbols: list[str]) -> int:
+    """Shards written that no trainer has taken yet: the symbols prepared ahead."""
+    return sum(1 for s in symbols if (folder / f"{s}.ready").exists() and not (folder / f"{s}.taken").exists())
+
+
+def produce(run: ResolvedRun, folder: Path, max_ahead: int | None = None, stop_check=lambda: False) -> dict[str, str]:
+    """Prepare every symbol; return {symbol: 'ready'|'failed: reason'}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    symbols = list(run.spec.data.symbols)
+    ahead = max_ahead or run.spec.prep.max_ahead
+    outcome: dict[str, str] = {}
+    for symbol in symbols:
+        paths = _paths(folder, symbol)
+        if paths["ready"].exists() or paths["failed"].exists() or paths["consumed"].exists():
+            outcome[symbol] = "ready" if not paths["failed"].exists() else "failed (earlier)"
+            continue
+        while _pending(folder, symbols) >= ahead:
+            if stop_check():
+                raise Stop
+            time.sleep(POLL_SECONDS)
+        t0 = time.perf_counter()
+        try:
+            data = load_symbol_data(run.spec, symbol)
+            write_shard(folder, data)
+            outcome[symbol] = "ready"
+            log.info("%s: prepared %d rows x %d features in %.2fs", symbol, len(data.y), data.X.shape[1],
+                     time.perf_counter() - t0)
+        except Stop:
+            raise
+        except Exception as exc:  # any failure is reported for this symbol, the rest go on
+            reason = str(exc) if isinstance(exc, NovaError) else f"{type(exc).__name__}: {exc}"
+            _atomic_text(paths["failed"], json.dumps({"symbol": symbol, "reason": reason}))
+            outcome[symbol] = f"failed: {reason}"
+            log.error("%s: cannot be prepared: %s", symbol, reason)
+    _atomic_text(folder / DONE, json.dumps(outcome))
+    return outcome
+
+
+def _wait_for(paths: dict[str, Path], folder: Path, symbol: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        for kind in ("ready", "failed"):
+            if paths[kind].exists():
+                return kind
+        if (folder / DONE).exists():  # prep finished without this symbol: it never will
+            return "missing"
+        if time.monotonic() > deadline:
+            return "timeout"
+        time.sleep(POLL_SECONDS)
+
+
+def load_shard(folder: Path, symbol: str) -> SymbolData:
+    paths = _paths(folder, symbol)
+    marker = json.loads(paths["ready"].read_text())
+    if not paths["parquet"].exists():
+        raise DataError(f"{symbol}: shard {paths['parquet']} is missing although its ready marker exists")
+    if sha256(paths["parquet"]) != marker["sha256"]:
+        raise DataError(f"{symbol}: shard {paths['parquet']} is corrupted (checksum mismatch); "
+                        "delete it and its .ready marker to rebuild it")
+    try:
+        frame = pd.read_parquet(paths["parquet"])
+    except Exception as exc:
+        raise DataError(f"{symbol}: shard {paths['parquet']} cannot be read ({exc})") from None
+    return from_frame(frame, symbol)
+
+
+def consume_shards(run: ResolvedRun, folder: str | Path, delete: bool | None = None
+                   ) -> Iterator[tuple[str, SymbolData | Exception]]:
+    folder = Path(folder)
+    delete = run.spec.prep.delete_after_use if delete is None else delete
+    timeout = run.spec.prep.wait_timeout_seconds
+    for symbol in run.spec.data.symbols:
+        paths = _paths(folder, symbol)
+        state = _wait_for(paths, folder, symbol, timeout)
+        if state == "failed":
+            reason = json.loads(paths["failed"].read_text()).get("reason", "unknown")
+            yield symbol, DataError(f"{symbol}: prep failed: {reason}")
+            continue
+        if state in ("timeout", "missing"):
+            why = (f"no shard after {timeout}s (prep.waitTimeoutSeconds); is the prep container running? "
+                   "see its log") if state == "timeout" else "prep finished without preparing it"
+            yield symbol, DataError(f"{symbol}: {why}")
+            continue
+        try:
+            data = load_shard(folder, symbol)
+        except DataError as exc:
+            yield symbol, exc
+            continue
+        _atomic_text(paths["taken"], "")  # the producer may now prepare one more ahead
+        yield symbol, data
+        # The trainer is done with this symbol once it asks for the next one.
+        _atomic_text(paths["consumed"], "")
+        if delete:
+            paths["parquet"].unlink(missing_ok=True)
+
+
+def cmd_prep(args) -> int:
+    run = load_resolved(args.config)
+    folder = Path(args.out)
+    stopping = {"flag": False}
+
+    def on_term(*_):
+        stopping["flag"] = True
+        raise Stop
+
+    signal.signal(signal.SIGTERM, on_term)
+    try:
+        outcome = produce(run, folder, stop_check=lambda: stopping["flag"])
+        failed = {s: o for s, o in outcome.items() if o != "ready"}
+        print(f"prep: {len(outcome) - len(failed)} symbol(s) ready, {len(failed)} failed", flush=True)
+        while args.linger:  # a native sidecar must not exit before the trainer does
+            signal.pause()
+    except Stop:
+        for tmp in folder.glob(".*.tmp"):
+            tmp.unlink(missing_ok=True)
+        log.info("prep: stopped by SIGTERM")
+        return 0
+    return 0
+
+
+def add_prep_command(sub: argparse._SubParsersAction, common) -> None:
+    p = sub.add_parser("prep", help="build features ahead of the trainer into a shared folder")
+    p.add_argument("--config", required=True, help="run.json from the operator, or a TrainingRun YAML")
+    p.add_argument("--out", required=True, help="shared folder (an emptyDir in a pod)")
+    p.add_argument("--linger", action="store_true", help="stay alive after the last symbol until SIGTERM "
+                   "(for a native sidecar)")
+    p.set_defaults(func=cmd_prep)
