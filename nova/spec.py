@@ -209,7 +209,11 @@ METRIC_DIRECTION: dict[str, Literal["maximize", "minimize"]] = {
 
 class TuningSpec(SpecModel):
     model_config = ConfigDict(
-        json_schema_extra=_cel(("self.workers <= self.trials", "tuning.workers must not exceed tuning.trials"))
+        json_schema_extra=_cel(
+            ("self.workers <= self.trials", "tuning.workers must not exceed tuning.trials"),
+            ("self.graceSeconds > self.heartbeatSeconds",
+             "tuning.graceSeconds must be greater than tuning.heartbeatSeconds"),
+        )
     )
 
     trials: int = Field(50, ge=1, le=100_000, description="Trial budget per symbol, across all workers")
@@ -219,7 +223,9 @@ class TuningSpec(SpecModel):
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     search_space: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")], ParamSpace] = Field(
-        default_factory=default_search_space, max_length=30)
+        default_factory=default_search_space, max_length=30, json_schema_extra=lambda s: s.update(_cel(
+            (f"self.all(k, k in {sorted(XGB_TUNABLE)})",
+             f"tuning.searchSpace: unknown XGBoost parameter; tunable: {', '.join(sorted(XGB_TUNABLE))}"))))
     storage: StorageSpec = Field(default_factory=StorageSpec)
     timeout_seconds: int | None = Field(None, ge=1, description="Stop starting trials after this long")
     heartbeat_seconds: int = Field(10, ge=1, le=3600, description="Trial heartbeat interval")
@@ -298,6 +304,10 @@ class TrainingRunSpec(SpecModel):
         json_schema_extra=_cel(
             ("self.validation.walkForward.gap >= self.target.horizon",
              "validation.walkForward.gap must be >= target.horizon, or labels leak into the test window"),
+            ("self.target.kind != 'return' || !(self.tuning.metric in ['auc', 'logloss'])",
+             "tuning.metric auc/logloss needs target.kind 'direction'; use rmse or sharpe for 'return'"),
+            ("self.target.kind != 'direction' || self.tuning.metric != 'rmse'",
+             "tuning.metric 'rmse' needs target.kind 'return'"),
         )
     )
 

@@ -1,0 +1,247 @@
+"""The TrainingRun CustomResourceDefinition, generated from the spec models.
+
+`python -m nova.crd` writes `crds/nova.dev_trainingruns.yaml`; `tests/unit/test_crd.py` regenerates
+it and fails on any difference, so the schema the API server enforces is always the one the
+operator and trainer parse with. Pydantic's JSON Schema is turned into a *structural* OpenAPI v3
+schema (what `apiextensions.k8s.io/v1` demands): $refs inlined, `anyOf[X, null]` collapsed to X
+(the API server drops nulls of non-nullable fields), `patternProperties` turned into
+`additionalProperties` plus a CEL rule on the keys, free-form values marked
+`x-kubernetes-preserve-unknown-fields`. Anything the converter does not understand raises, so a new
+pydantic construct can never silently weaken the schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic.json_schema import GenerateJsonSchema
+from pydantic_core import PydanticUndefined, to_jsonable_python
+
+from nova.spec import API_GROUP, API_VERSION, KIND, PLURAL, TrainingRunSpec
+from nova.status import RunStatus
+
+CRD_PATH = Path(__file__).resolve().parent.parent / "crds" / f"{API_GROUP}_{PLURAL}.yaml"
+SHORT_NAMES = ["tr"]
+CATEGORIES = ["nova", "all-nova"]
+MAX_NAME = 50  # children are <name>-workers and <name>-refit; Indexed pods add -<index> to 63
+
+# Fields that cannot change once a run exists: changing them would make the finished trials of the
+# study answer a different question. Budgets, parallelism, suspend and scheduling stay editable.
+IMMUTABLE: dict[tuple[str, ...], str] = {
+    ("data",): "spec.data is immutable: create a new TrainingRun to train on other data",
+    ("features",): "spec.features is immutable: it would change what every finished trial measured",
+    ("target",): "spec.target is immutable: it would change what every finished trial measured",
+    ("validation",): "spec.validation is immutable: it would change what every finished trial measured",
+    ("model",): "spec.model is immutable: it would change what every finished trial measured",
+    ("tuning", "metric"): "spec.tuning.metric is immutable once the run exists",
+    ("tuning", "direction"): "spec.tuning.direction is immutable once the run exists",
+    ("tuning", "searchSpace"): "spec.tuning.searchSpace is immutable: the study's trials were sampled from it",
+    ("tuning", "storage"): "spec.tuning.storage is immutable: the studies live there",
+}
+
+_KEEP = {
+    "type", "format", "description", "properties", "required", "items", "additionalProperties", "enum",
+    "default", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength",
+    "pattern", "minItems", "maxItems", "minProperties", "maxProperties", "nullable",
+}
+_DROP = {"title"}
+
+
+class _WithFactoryDefaults(GenerateJsonSchema):
+    """Also emit the defaults of `default_factory` fields, so the API server fills in nested
+    objects (CEL rules such as `self.validation.walkForward.gap` need them present)."""
+
+    def get_default_value(self, schema: Any) -> Any:
+        factory = schema.get("default_factory")
+        if factory is not None and not schema.get("default_factory_takes_data"):
+            return factory()
+        return super().get_default_value(schema) if hasattr(super(), "get_default_value") \
+            else schema.get("default", PydanticUndefined)
+
+
+def _strip_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_strip_none(v) for v in value]
+    return value
+
+
+class _Converter:
+    def __init__(self, defs: dict[str, Any]) -> None:
+        self.defs = defs
+
+    def convert(self, node: dict[str, Any], where: str) -> dict[str, Any]:
+        node = dict(node)
+        if "$ref" in node:
+            target = self.defs[node.pop("$ref").rsplit("/", 1)[-1]]
+            merged = copy.deepcopy(target)
+            rules = merged.get("x-kubernetes-validations", []) + node.pop("x-kubernetes-validations", [])
+            merged.update(node)
+            if rules:
+                merged["x-kubernetes-validations"] = rules
+            node = merged
+        if "anyOf" in node:
+            options = [o for o in node.pop("anyOf") if o != {"type": "null"}]
+            if node.get("default", 0) is None:
+                node.pop("default")
+            if len(options) == 1:
+                inner = self.convert(options[0], where)
+                inner.update({k: v for k, v in node.items() if k not in _DROP})
+                node = inner
+            else:
+                types = {o.get("type") for o in options}
+                if not types <= {"integer", "number", "string", "boolean"} or any(len(o) > 1 for o in options):
+                    raise ValueError(f"{where}: cannot express anyOf {options} structurally")
+                if types <= {"integer", "string"}:
+                    node["x-kubernetes-int-or-string"] = True
+                else:
+                    node["x-kubernetes-preserve-unknown-fields"] = True
+                    node["description"] = (node.get("description", "") + " (" + " or ".join(
+                        sorted(types)) + ")").strip()
+                    node.setdefault("x-kubernetes-validations", []).insert(0, {
+                        "rule": "type(self) != map && type(self) != list",
+                        "message": f"{where} must be a number, string or boolean"})
+        if node.get("default", 0) is None:
+            node.pop("default")
+        out: dict[str, Any] = {}
+        rules = list(node.pop("x-kubernetes-validations", []))
+        for key, value in node.items():
+            if key in _DROP:
+                continue
+            if key == "properties":
+                out[key] = {name: self.convert(sub, f"{where}.{name}") for name, sub in value.items()}
+            elif key == "items":
+                out[key] = self.convert(value, f"{where}[]")
+            elif key == "additionalProperties":
+                if value is False:
+                    continue  # unknown fields are pruned (and refused by kubectl's strict field validation)
+                if value is True:
+                    out["x-kubernetes-preserve-unknown-fields"] = True
+                else:
+                    out[key] = self.convert(value, f"{where}.*")
+            elif key == "patternProperties":
+                ((pattern, sub),) = value.items()
+                out["additionalProperties"] = self.convert(sub, f"{where}.*")
+                rules.insert(0, {"rule": f"self.all(k, k.matches('{pattern}'))",
+                                 "message": f"{where}: every key must match {pattern}"})
+            elif key == "exclusiveMinimum" and not isinstance(value, bool):
+                out["minimum"], out["exclusiveMinimum"] = value, True
+            elif key == "exclusiveMaximum" and not isinstance(value, bool):
+                out["maximum"], out["exclusiveMaximum"] = value, True
+            elif key == "default":
+                out[key] = _strip_none(value)
+            elif key in _KEEP or key.startswith("x-kubernetes-"):
+                out[key] = value
+            else:
+                raise ValueError(f"{where}: no structural equivalent for JSON Schema keyword {key!r}")
+        if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        if out.get("type") == "array" and out.get("x-kubernetes-preserve-unknown-fields"):
+            out.pop("x-kubernetes-preserve-unknown-fields")  # meaningful on the items, not the list
+        if rules:
+            out["x-kubernetes-validations"] = rules
+        return out
+
+
+def structural(model: type, where: str) -> dict[str, Any]:
+    """A pydantic model's JSON Schema as a structural OpenAPI v3 schema."""
+    schema = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)
+    defs = schema.pop("$defs", {})
+    return _Converter(defs).convert(schema, where)
+
+
+def spec_schema() -> dict[str, Any]:
+    spec = structural(TrainingRunSpec, "spec")
+    spec["description"] = "What to train, how to tune it, and where to run it."
+    symbols = spec["properties"]["data"]["properties"]["symbols"]
+    symbols["x-kubernetes-list-type"] = "set"  # duplicates refused by the API server
+    for path, message in IMMUTABLE.items():
+        node = spec
+        for part in path:
+            node = node["properties"][part]
+        node.setdefault("x-kubernetes-validations", []).append({"rule": "self == oldSelf", "message": message})
+    return spec
+
+
+def status_schema() -> dict[str, Any]:
+    status = structural(RunStatus, "status")
+    status["description"] = "Written by the operator: phase, conditions, study progress, best, model."
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return status
+
+
+def crd() -> dict[str, Any]:
+    root = {
+        "type": "object",
+        "description": "One training run: tune XGBoost on market data with Optuna across worker "
+                       "pods, then refit the best parameters.",
+        "required": ["spec"],
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(),
+            "status": status_schema(),
+        },
+        "x-kubernetes-validations": [
+            {"rule": f"size(self.metadata.name) <= {MAX_NAME}",
+             "message": f"metadata.name must be at most {MAX_NAME} characters "
+                        "(the run's Jobs are named <name>-workers and <name>-refit)"},
+            {"rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+             "message": "metadata.name must be a DNS label (lowercase letters, digits and '-', no dots)"},
+        ],
+    }
+    columns = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Symbols", "type": "integer", "jsonPath": ".status.symbols"},
+        {"name": "Trials", "type": "string", "jsonPath": ".status.trials",
+         "description": "Finished trials / budget, over every symbol"},
+        {"name": "Best", "type": "number", "jsonPath": ".status.bestValue",
+         "description": "Best value of the tuning metric over every symbol"},
+        {"name": "Metric", "type": "string", "jsonPath": ".spec.tuning.metric", "priority": 1},
+        {"name": "Workers", "type": "integer", "jsonPath": ".spec.tuning.workers", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "spec": {
+            "group": API_GROUP,
+            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
+                      "singular": KIND.lower(), "shortNames": SHORT_NAMES, "categories": CATEGORIES},
+            "scope": "Namespaced",
+            "versions": [{
+                "name": API_VERSION,
+                "served": True,
+                "storage": True,
+                "schema": {"openAPIV3Schema": root},
+                "subresources": {"status": {}},
+                "additionalPrinterColumns": columns,
+            }],
+        },
+    }
+
+
+def render() -> str:
+    header = "# Generated by `python -m nova.crd` from nova/spec.py and nova/status.py: do not edit.\n"
+    return header + yaml.safe_dump(to_jsonable_python(crd()), sort_keys=False, width=100)
+
+
+def main(argv: list[str] | None = None) -> int:
+    path = Path(argv[0]) if argv else CRD_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render())
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
