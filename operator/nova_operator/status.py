@@ -1,0 +1,259 @@
+"""A run's status, computed from what was observed: pure, so every transition is unit-tested.
+
+The handlers observe (Jobs, the Optuna studies, Secrets) and patch; this module decides. Conditions
+follow the Kubernetes convention (type, status, reason, message, lastTransitionTime,
+observedGeneration) and the kstatus one: `Ready` is True only when the run has succeeded,
+`Reconciling` is True while it works, `Stalled` is True when it needs a human.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from nova.spec import ResolvedRun
+from nova.status import Condition, ModelStatus, RunStatus, StudyStatus, SymbolModel, WorkerStatus
+
+
+@dataclass(frozen=True)
+class StudyProgress:
+    """One symbol's study as read from the storage (see studies.read_progress)."""
+
+    symbol: str
+    study: str
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+    best_value: float | None = None
+    best_params: dict[str, Any] = field(default_factory=dict)
+    exists: bool = True
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned + self.failed
+
+    def done(self, budget: int) -> bool:
+        """The study holds its budget and nothing is still running or queued."""
+        return self.finished >= budget and self.running == 0 and self.waiting == 0
+
+
+@dataclass(frozen=True)
+class JobState:
+    """What the run needs to know of one of its Jobs."""
+
+    exists: bool = False
+    active: int = 0
+    ready: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    complete: bool = False
+    failed_condition: bool = False
+    failed_reason: str = ""
+    failed_message: str = ""
+    suspended: bool = False
+    result: str | None = None  # the refit's termination message (its summary.json)
+
+    @classmethod
+    def from_job(cls, job: dict[str, Any] | None, result: str | None = None) -> JobState:
+        if not job:
+            return cls()
+        st = job.get("status") or {}
+        conds = {c.get("type"): c for c in st.get("conditions") or [] if c.get("status") == "True"}
+        failed = conds.get("Failed") or {}
+        return cls(exists=True, active=st.get("active") or 0, ready=st.get("ready") or 0,
+                   succeeded=st.get("succeeded") or 0, failed=st.get("failed") or 0,
+                   complete="Complete" in conds, failed_condition="Failed" in conds,
+                   failed_reason=failed.get("reason", ""), failed_message=failed.get("message", ""),
+                   suspended="Suspended" in conds or bool((job.get("spec") or {}).get("suspend")),
+                   result=result)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Something only the operator can judge, with what to do about it."""
+
+    reason: str
+    message: str
+    retry: bool = False  # transient (e.g. storage unreachable): the run keeps trying
+
+
+@dataclass(frozen=True)
+class Observed:
+    workers: JobState = JobState()
+    refit: JobState = JobState()
+    studies: list[StudyProgress] | None = None  # None: the storage could not be read this time
+    problem: Problem | None = None
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: dict[str, Any]  # the status patch (camelCase), validated through nova.status.RunStatus
+    create_refit: bool = False
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+def now_iso(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _conditions(previous: list[dict[str, Any]], wanted: list[tuple[str, str, str, str]], generation: int,
+                now: str) -> list[dict[str, Any]]:
+    """lastTransitionTime moves only when a condition's status changes."""
+    before = {c.get("type"): c for c in previous or []}
+    out = []
+    for ctype, status, reason, message in wanted:
+        old = before.get(ctype)
+        since = old["lastTransitionTime"] if old and old.get("status") == status and \
+            old.get("lastTransitionTime") else now
+        out.append(Condition(type=ctype, status=status, reason=reason, message=message,
+                             last_transition_time=since, observed_generation=generation)
+                   .model_dump(by_alias=True, exclude_none=True))
+    return out
+
+
+def _best(run: ResolvedRun, studies: list[StudyProgress]) -> tuple[float | None, str | None]:
+    scored = [(s.best_value, s.symbol) for s in studies if s.best_value is not None]
+    if not scored:
+        return None, None
+    pick = max if run.spec.tuning.resolved_direction == "maximize" else min
+    value, symbol = pick(scored, key=lambda vs: vs[0])
+    return value, symbol
+
+
+def parse_refit_result(run: ResolvedRun, out_uri: str, result: str | None,
+                       studies: list[StudyProgress]) -> ModelStatus:
+    """status.model from the refit's summary (termination message); best values from the studies
+    when the summary could not be read (then metrics are absent, never invented)."""
+    summary: dict[str, Any] = {}
+    if result:
+        try:
+            summary = json.loads(result)
+        except ValueError:
+            summary = {}
+    by_symbol = {s.symbol: s for s in studies}
+    symbols = []
+    for symbol in run.spec.data.symbols:
+        item = summary.get(symbol) if isinstance(summary, dict) else None
+        study = by_symbol.get(symbol)
+        if isinstance(item, dict) and "error" in item:
+            symbols.append(SymbolModel(symbol=symbol, error=str(item["error"])[:1000]))
+        elif isinstance(item, dict):
+            metrics = {k: float(v) for k, v in (item.get("metrics") or {}).items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            symbols.append(SymbolModel(symbol=symbol, file=item.get("model"), best_value=item.get("best_value"),
+                                       metrics=metrics))
+        else:
+            symbols.append(SymbolModel(symbol=symbol, best_value=study.best_value if study else None))
+    return ModelStatus(uri=out_uri, symbols=symbols)
+
+
+def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out_uri: str,
+           workers_job: str, refit_job: str, now: dt.datetime | None = None) -> Decision:
+    """The next status of a run, whether to start the refit, and the events of the transition."""
+    previous = previous or {}
+    stamp = now_iso(now)
+    spec = run.spec
+    budget = spec.tuning.trials
+    studies = obs.studies if obs.studies is not None else None
+    old_phase = previous.get("phase")
+    status = RunStatus(phase="Pending", observed_generation=run.generation, symbols=len(spec.data.symbols),
+                       start_time=previous.get("startTime") or stamp,
+                       completion_time=previous.get("completionTime"))
+    if previous.get("model"):
+        status.model = ModelStatus.model_validate(previous["model"])
+    if obs.workers.exists:
+        w = obs.workers
+        status.workers = WorkerStatus(desired=spec.tuning.workers, active=w.active, ready=w.ready,
+                                      succeeded=w.succeeded, failed=w.failed)
+    if studies is not None:
+        status.studies = [StudyStatus(symbol=s.symbol, study=s.study, budget=budget, complete=s.complete,
+                                      pruned=s.pruned, failed=s.failed, running=s.running,
+                                      best_value=s.best_value, best_params=_scalars(s.best_params))
+                          for s in studies]
+        finished = sum(s.finished for s in studies)
+        status.trials = f"{finished}/{budget * len(spec.data.symbols)}"
+        status.best_value, status.best_symbol = _best(run, studies)
+    else:  # storage unreadable this time: keep what we knew rather than showing zeros
+        status.studies = [StudyStatus.model_validate(s) for s in previous.get("studies") or []]
+        status.trials = previous.get("trials")
+        status.best_value, status.best_symbol = previous.get("bestValue"), previous.get("bestSymbol")
+
+    all_done = studies is not None and len(studies) > 0 and all(s.done(budget) for s in studies)
+    tuning_over = all_done or obs.workers.complete
+    no_trial = [s.symbol for s in studies or [] if s.complete == 0]
+    create_refit = False
+    reason, message = "Pending", "waiting for the operator to create the workers"
+
+    if old_phase in ("Succeeded",) and obs.problem is None:
+        status.phase, reason, message = "Succeeded", "Succeeded", previous.get("message") or "model ready"
+    elif obs.problem is not None and not obs.problem.retry:
+        status.phase, reason, message = "Failed", obs.problem.reason, obs.problem.message
+    elif obs.refit.complete:
+        status.phase, reason = "Succeeded", "Succeeded"
+        status.model = parse_refit_result(run, out_uri, obs.refit.result, studies or [])
+        refitted = [m.symbol for m in status.model.symbols if not m.error]
+        message = f"refitted {len(refitted)}/{len(spec.data.symbols)} symbols; models in {out_uri}"
+    elif obs.refit.failed_condition:
+        status.phase, reason = "Failed", "RefitFailed"
+        message = (f"the refit Job {refit_job} failed ({obs.refit.failed_reason or 'BackoffLimitExceeded'}): "
+                   f"see `kubectl logs job/{refit_job}`; the studies are kept, delete the Job to retry")
+    elif obs.refit.exists:
+        status.phase, reason, message = "Refitting", "Refitting", f"training the best parameters on all data ({refit_job})"
+    elif spec.suspend:
+        status.phase, reason = "Suspended", "Suspended"
+        message = "suspended: no worker pods run; finished trials are kept and tuning resumes where it was"
+    elif obs.problem is not None:  # transient: keep trying, say why
+        status.phase = old_phase if old_phase in ("Pending", "Preparing", "Running") else "Pending"
+        reason, message = obs.problem.reason, obs.problem.message
+    elif tuning_over and no_trial and studies is not None:
+        status.phase, reason = "Failed", "NoCompleteTrial"
+        message = (f"tuning ended without a complete trial for {', '.join(no_trial)}: see "
+                   f"`kubectl logs job/{workers_job} -c trainer` (and -c prep) for why the trials failed")
+    elif tuning_over and studies is not None:
+        status.phase, reason, create_refit = "Refitting", "TuningComplete", True
+        message = f"every study holds its budget of {budget} trials; starting the refit"
+    elif obs.workers.failed_condition:
+        status.phase, reason = "Failed", "WorkersFailed"
+        message = (f"worker pods kept failing past the retry limit ({obs.workers.failed_reason or 'BackoffLimitExceeded'}"
+                   f"{': ' + obs.workers.failed_message if obs.workers.failed_message else ''}): see "
+                   f"`kubectl logs job/{workers_job} -c trainer`; finished trials are kept")
+    elif obs.workers.exists:
+        started = studies is not None and any(s.finished + s.running > 0 for s in studies)
+        if started:
+            status.phase, reason = "Running", "Tuning"
+            message = f"{status.trials} trials finished with {obs.workers.active} active workers"
+        else:
+            status.phase, reason = "Preparing", "Preparing"
+            message = "worker pods are starting and building features"
+
+    if status.phase in ("Succeeded", "Failed") and not status.completion_time:
+        status.completion_time = stamp
+    status.message = message
+    ready = ("True", "Succeeded", message) if status.phase == "Succeeded" else ("False", reason, message)
+    working = status.phase in ("Pending", "Preparing", "Running", "Refitting")
+    status.conditions = [Condition.model_validate(c) for c in _conditions(previous.get("conditions") or [], [
+        ("Ready", *ready),
+        ("Reconciling", "True" if working else "False", reason if working else status.phase, message if working else ""),
+        ("Stalled", "True" if status.phase == "Failed" else "False", reason if status.phase == "Failed" else "AsExpected",
+         message if status.phase == "Failed" else ""),
+        ("Suspended", "True" if status.phase == "Suspended" else "False",
+         "Suspended" if status.phase == "Suspended" else "NotSuspended", ""),
+        ("TuningComplete", "True" if tuning_over else "False", "BudgetReached" if all_done else
+         ("WorkersFinished" if tuning_over else "Tuning"), ""),
+    ], run.generation, stamp)]
+
+    events = []
+    if status.phase != old_phase:
+        kind = "Warning" if status.phase == "Failed" else "Normal"
+        events.append((kind, reason, f"{old_phase or 'New'} -> {status.phase}: {message}"))
+    patch = status.model_dump(by_alias=True, mode="json", exclude_none=True)
+    return Decision(status=patch, create_refit=create_refit, events=events)
+
+
+def _scalars(params: dict[str, Any]) -> dict[str, float | int | str | bool]:
+    return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}

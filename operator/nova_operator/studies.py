@@ -1,0 +1,142 @@
+"""The operator's side of the Optuna storage: create each symbol's study before any worker starts
+(so workers never race to create it), read progress for status, delete studies on request.
+
+Only optuna and SQLAlchemy: the operator's image has no xgboost and no nova_trainer. Counting
+matches the trainer's budget rule (nova_trainer.tuning.budget): a FAIL replaced by a retry does not
+count. Storages are cached per URL, with a small pool, so 200 runs cost one connection pool."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import optuna
+import sqlalchemy.exc
+from optuna.trial import TrialState
+
+from nova.errors import StorageError
+from nova.secrets import host_of, mask
+from nova.spec import ResolvedRun
+from nova_operator.status import StudyProgress
+
+log = logging.getLogger(__name__)
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+PERMANENT_HINTS = ("password authentication failed", "does not exist", "no password supplied",
+                   "permission denied", "role ")
+_storages: dict[str, optuna.storages.RDBStorage] = {}
+_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """Same spelling rule as the trainer: plain postgresql:// means psycopg 3."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def describe(exc: BaseException) -> str:
+    """The driver's first line, password masked."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    return mask(text.splitlines()[0]) if text else type(inner).__name__
+
+
+def is_permanent(exc: BaseException) -> bool:
+    """A wrong password or a missing database will not fix itself; a refused connection may."""
+    return any(h in describe(exc) for h in PERMANENT_HINTS)
+
+
+def open_storage(url: str) -> optuna.storages.RDBStorage:
+    """One cached storage per URL; raises StorageError naming the host, never the password."""
+    url = normalize_url(url)
+    with _lock:
+        if url in _storages:
+            return _storages[url]
+        kwargs: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 300,
+                                  "connect_args": {"connect_timeout": 5}}
+        if url.startswith("sqlite"):
+            kwargs = {"connect_args": {"timeout": 30}}
+        try:
+            storage = optuna.storages.RDBStorage(url, engine_kwargs=kwargs)
+        except Exception as exc:  # noqa: BLE001 - any driver error is reported, masked
+            err = StorageError(f"cannot use the Optuna storage at {host_of(url)}: {describe(exc)}")
+            err.permanent = is_permanent(exc)  # type: ignore[attr-defined]
+            raise err from None
+        _storages[url] = storage
+        return storage
+
+
+def forget(url: str) -> None:
+    """Drop a cached storage (after errors), so the next call reconnects from scratch."""
+    with _lock:
+        storage = _storages.pop(normalize_url(url), None)
+    if storage is not None:
+        try:
+            storage.engine.dispose()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def create_studies(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[str]:
+    """Create every symbol's study (idempotent: an existing one is loaded, never reset)."""
+    names = []
+    for symbol in run.spec.data.symbols:
+        study = optuna.create_study(storage=storage, study_name=run.study_name(symbol), load_if_exists=True,
+                                    direction=run.spec.tuning.resolved_direction)
+        attrs = study.user_attrs
+        for key, value in (("budget", run.spec.tuning.trials), ("metric", run.spec.tuning.metric),
+                           ("symbol", symbol)):
+            if attrs.get(key) != value:
+                study.set_user_attr(key, value)
+        names.append(study.study_name)
+    return names
+
+
+def read_progress(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[StudyProgress]:
+    """Counts and best trial of every symbol's study; a study not created yet reads as empty."""
+    out = []
+    for symbol in run.spec.data.symbols:
+        name = run.study_name(symbol)
+        try:
+            study_id = storage.get_study_id_from_name(name)
+        except KeyError:
+            out.append(StudyProgress(symbol=symbol, study=name, exists=False))
+            continue
+        trials = storage.get_all_trials(study_id, deepcopy=False)
+        direction = storage.get_study_directions(study_id)[0]
+        out.append(summarize(symbol, name, trials, direction == optuna.study.StudyDirection.MAXIMIZE))
+    return out
+
+
+def summarize(symbol: str, name: str, trials: list[optuna.trial.FrozenTrial], maximize: bool) -> StudyProgress:
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    counts = {s: 0 for s in TrialState}
+    failed = 0
+    best = None
+    for t in trials:
+        counts[t.state] += 1
+        if t.state == TrialState.FAIL and t.number not in retried:
+            failed += 1
+        if t.state == TrialState.COMPLETE and t.value is not None:
+            if best is None or (t.value > best.value if maximize else t.value < best.value):
+                best = t
+    return StudyProgress(symbol=symbol, study=name, complete=counts[TrialState.COMPLETE],
+                         pruned=counts[TrialState.PRUNED], failed=failed, running=counts[TrialState.RUNNING],
+                         waiting=counts[TrialState.WAITING], best_value=best.value if best else None,
+                         best_params=dict(best.params) if best else {})
+
+
+def delete_studies(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[str]:
+    deleted = []
+    for symbol in run.spec.data.symbols:
+        try:
+            optuna.delete_study(study_name=run.study_name(symbol), storage=storage)
+            deleted.append(run.study_name(symbol))
+        except KeyError:
+            continue
+    return deleted
+
+
+TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError)
