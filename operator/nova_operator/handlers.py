@@ -1,0 +1,92 @@
+"""kopf handlers, kept thin: every decision is in reconcile.py, status.py and builders.py.
+
+Create, resume (operator restart) and spec updates reconcile at once, so the worker Job appears
+without waiting for a timer; the timer keeps status in step with the studies and starts the refit.
+kopf keeps its own bookkeeping in annotations (never in `status`, whose schema is strict)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+import kopf
+
+from nova.spec import API_GROUP, API_VERSION, PLURAL
+from nova_operator import builders
+from nova_operator.kube import Kube, load_config
+from nova_operator.reconcile import delete_studies, reconcile
+
+log = logging.getLogger(__name__)
+RESOURCE = (API_GROUP, API_VERSION, PLURAL)
+STATUS_INTERVAL = float(os.environ.get("NOVA_STATUS_INTERVAL", "10"))
+
+_state: dict[str, Any] = {}
+_locks: dict[str, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+def _lock(uid: str) -> threading.Lock:
+    """One pass at a time per run: the create handler and the timer may fire together."""
+    with _locks_guard:
+        return _locks.setdefault(uid, threading.Lock())
+
+
+@kopf.on.startup()
+def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=API_GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{API_GROUP}/studies"
+    settings.posting.enabled = False  # events are ours: one per phase transition, not one per log line
+    settings.execution.max_workers = int(os.environ.get("NOVA_OPERATOR_WORKERS", "16"))
+    settings.watching.server_timeout = 300
+    load_config()
+    _state["kube"] = Kube()
+    _state["cfg"] = builders.OperatorConfig.from_env()
+
+
+def _pass(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+    with _lock(body["metadata"]["uid"]):
+        outcome = reconcile(_state["kube"], dict(body), _state["cfg"])
+    if outcome.deleted:
+        logger.info("ttlSecondsAfterFinished passed: run deleted")
+        return
+    if outcome.decision is None:
+        return
+    patch.status.update(outcome.decision.status)
+    for kind, reason, message in outcome.decision.events:
+        kopf.event(body, type=kind, reason=reason, message=message)
+        logger.info("%s: %s", reason, message)
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def on_change(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+    _pass(body, patch, logger)
+
+
+@kopf.timer(*RESOURCE, interval=STATUS_INTERVAL, sharp=False)
+def on_timer(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
+    _pass(body, patch, logger)
+
+
+def _drop_studies(spec: kopf.Spec, **_: Any) -> bool:
+    return not (((spec.get("tuning") or {}).get("storage") or {}).get("keepStudies", True))
+
+
+@kopf.on.delete(*RESOURCE, when=_drop_studies)
+def on_delete(body: kopf.Body, retry: int, logger: logging.Logger, **_: Any) -> None:
+    """Children go by owner references; the studies only when the spec says keepStudies: false."""
+    try:
+        deleted = delete_studies(_state["kube"], dict(body), _state["cfg"])
+    except Exception as exc:  # noqa: BLE001 - never hold a deletion forever for the storage's sake
+        if retry < 3:
+            raise kopf.TemporaryError(f"cannot delete the studies yet: {exc}", delay=5) from None
+        logger.warning("studies not deleted (storage unavailable): %s", exc)
+        return
+    logger.info("deleted studies %s", ", ".join(deleted) or "(none)")
+    with _locks_guard:
+        _locks.pop(body["metadata"]["uid"], None)

@@ -1,0 +1,57 @@
+"""`nova-operator`: run the TrainingRun operator (kopf) in one namespace, several, or all.
+
+  nova-operator                       every namespace (cluster-wide)
+  nova-operator -n team-a -n team-b   only these ($NOVA_WATCH_NAMESPACE, comma-separated, also works)
+
+Images and defaults come from the environment: NOVA_TRAINER_IMAGE, NOVA_OUTPUT_CLAIM,
+NOVA_DEFAULT_STORAGE_SECRET (name[/key]), NOVA_STATUS_INTERVAL (seconds), NOVA_OPERATOR_STORAGE_URL
+(the operator's own storage URL, when it reaches the database another way than the pods)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+import kopf
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nova-operator", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("-n", "--namespace", action="append", default=[],
+                        help="watch this namespace (repeatable); default: $NOVA_WATCH_NAMESPACE or all")
+    parser.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
+    parser.add_argument("--liveness", default=os.environ.get("NOVA_LIVENESS"),
+                        help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--status-interval", type=float, help="seconds between status updates")
+    parser.add_argument("--verbose", action="store_true")
+    return parser
+
+
+def namespaces(args: argparse.Namespace, env: dict[str, str] | None = None) -> list[str]:
+    """[] means cluster-wide."""
+    if args.all_namespaces:
+        return []
+    if args.namespace:
+        return list(args.namespace)
+    env = dict(os.environ if env is None else env)
+    return [n.strip() for n in env.get("NOVA_WATCH_NAMESPACE", "").split(",") if n.strip()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.status_interval:
+        os.environ["NOVA_STATUS_INTERVAL"] = str(args.status_interval)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import nova_operator.handlers  # noqa: F401 - registers the handlers with kopf
+
+    watch = namespaces(args)
+    kopf.run(standalone=True, clusterwide=not watch, namespaces=watch or None, liveness_endpoint=args.liveness)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,182 @@
+"""One level-triggered pass over a run: judge what only the operator can judge, make sure the
+children exist (create-or-get), observe them and the studies, and decide the status.
+
+Called by the create/resume/update handlers (for a prompt Job) and by the status timer (for
+progress and recovery), so any pass can be the first after an operator restart."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from nova.errors import StorageError
+from nova.spec import ResolvedRun, TrainingRunSpec, format_validation_error
+from nova_operator import builders, studies
+from nova_operator.kube import Kube
+from nova_operator.status import Decision, JobState, Observed, Problem, decide
+
+log = logging.getLogger(__name__)
+OPERATOR_STORAGE_URL_ENV = "NOVA_OPERATOR_STORAGE_URL"
+
+
+@dataclass
+class Outcome:
+    decision: Decision | None
+    deleted: bool = False
+
+
+def resolve_run(body: dict[str, Any]) -> ResolvedRun | Problem:
+    md = body["metadata"]
+    try:
+        spec = TrainingRunSpec.model_validate(body.get("spec") or {})
+    except ValidationError as exc:
+        return Problem("InvalidSpec", "spec is invalid: " + format_validation_error(exc, "spec.").replace("\n", "; "))
+    return ResolvedRun(name=md["name"], namespace=md["namespace"], generation=md.get("generation", 1), spec=spec)
+
+
+def check_secrets(kube: Kube, run: ResolvedRun, cfg: builders.OperatorConfig) -> tuple[str | None, Problem | None]:
+    """Every Secret key the pods will read exists; returns the storage URL (for the operator)."""
+    if builders.storage_secret(run, cfg) is None:
+        return None, Problem("StorageNotConfigured", "no Optuna storage: set spec.tuning.storage.secretRef "
+                             "to a Secret key holding a SQLAlchemy URL (postgresql+psycopg://user:password@host/db)")
+    storage_url = None
+    for field, ref in builders.required_secrets(run, cfg):
+        value, why = kube.secret_value(run.namespace, ref)
+        if why == "missing":
+            return None, Problem("SecretNotFound", f"Secret '{ref.name}' named by {field} was not found in namespace "
+                                 f"'{run.namespace}': create it with key '{ref.key}', e.g. `kubectl -n {run.namespace} "
+                                 f"create secret generic {ref.name} --from-literal={ref.key}=<url>`")
+        if why == "no-key":
+            return None, Problem("SecretKeyNotFound", f"Secret '{ref.name}' named by {field} has no key '{ref.key}': "
+                                 f"add it (`kubectl -n {run.namespace} edit secret {ref.name}`) or fix {field}.key")
+        if field == "spec.tuning.storage.secretRef":
+            storage_url = value
+    return os.environ.get(OPERATOR_STORAGE_URL_ENV) or storage_url, None
+
+
+def open_storage(url: str) -> tuple[Any, Problem | None]:
+    try:
+        return studies.open_storage(url), None
+    except StorageError as exc:
+        permanent = getattr(exc, "permanent", False)
+        return None, Problem("StorageRefused" if permanent else "StorageUnavailable", str(exc), retry=not permanent)
+
+
+def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: builders.OperatorConfig,
+                   storage: Any) -> dict[str, Any]:
+    """ConfigMap, studies, then the worker Job: each created once; edits applied in place."""
+    cm = builders.config_map(run, owner)
+    existing, created = kube.create_or_get(cm)
+    if not created and existing["metadata"].get("annotations", {}).get(builders.GENERATION_ANNOTATION) != \
+            str(run.generation):
+        kube.replace_config_map(cm)  # budgets and parallelism may change; immutable fields cannot
+    job = kube.get_job(run.namespace, builders.workers_job_name(run.name))
+    if job is None:
+        studies.create_studies(run, storage)  # before any worker: no create race between workers
+        job, _ = kube.create_or_get(builders.worker_job(run, owner, cfg))
+    spec = job.get("spec") or {}
+    patch: dict[str, Any] = {}
+    if bool(spec.get("suspend")) != run.spec.suspend and not _finished(job):
+        patch.update(builders.suspend_patch(run.spec.suspend)["spec"])
+    if spec.get("parallelism") != run.spec.tuning.workers and not _finished(job):
+        patch.update(builders.scale_patch(run)["spec"])
+    if patch:
+        kube.patch_job(run.namespace, job["metadata"]["name"], {"spec": patch})
+        job["spec"] = {**spec, **patch}
+    return job
+
+
+def _finished(job: dict[str, Any]) -> bool:
+    return any(c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+               for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
+              now: dt.datetime | None = None) -> Outcome:
+    md = body["metadata"]
+    previous = dict(body.get("status") or {})
+    name, namespace = md["name"], md["namespace"]
+    workers_name, refit_name = builders.workers_job_name(name), builders.refit_job_name(name)
+    now = now or dt.datetime.now(dt.UTC)
+
+    if previous.get("phase") in ("Succeeded", "Failed") and _ttl_expired(body, previous, now):
+        kube.delete_run(namespace, name)
+        return Outcome(None, deleted=True)
+    if previous.get("phase") == "Succeeded" and previous.get("observedGeneration") == md.get("generation"):
+        return Outcome(None)  # final: nothing left to observe
+
+    run = resolve_run(body)
+    if isinstance(run, Problem):
+        # a placeholder spec carries the Failed status; the problem's message names the bad field
+        fallback = ResolvedRun(name=name, namespace=namespace, generation=md.get("generation", 1),
+                               spec=TrainingRunSpec.model_validate({"data": {"symbols": ["invalid"]}}))
+        return Outcome(decide(fallback, Observed(problem=run), previous, "", workers_name, refit_name, now))
+
+    owner = builders.owner_reference(name, md["uid"])
+    url, problem = check_secrets(kube, run, cfg)
+    storage = None
+    if problem is None and url:
+        storage, problem = open_storage(url)
+    workers = kube.get_job(namespace, workers_name)
+    if problem is None:
+        try:
+            workers = ensure_workers(kube, run, owner, cfg, storage)
+        except StorageError as exc:
+            problem = Problem("StorageUnavailable", str(exc), retry=True)
+        except Exception as exc:  # noqa: BLE001 - a storage driver error while creating studies
+            if type(exc).__module__.startswith("sqlalchemy"):
+                studies.forget(url or "")
+                problem = Problem("StorageUnavailable", f"cannot create the studies: {studies.describe(exc)}",
+                                  retry=True)
+            else:
+                raise
+
+    progress = None
+    if storage is not None:
+        try:
+            progress = studies.read_progress(run, storage)
+        except Exception as exc:  # noqa: BLE001
+            studies.forget(url or "")
+            problem = problem or Problem("StorageUnavailable", f"cannot read the studies: {studies.describe(exc)}",
+                                         retry=True)
+    workers_state = JobState.from_job(workers)
+    if workers_state.failed_condition:
+        detail = kube.failed_pod_message(namespace, workers_name, "trainer")
+        if detail:
+            workers_state = JobState(**{**workers_state.__dict__, "failed_message": detail})
+    refit = kube.get_job(namespace, refit_name)
+    refit_state = JobState.from_job(refit, kube.pod_result(namespace, refit_name, "refit")
+                                    if refit and _finished(refit) else None)
+    decision = decide(run, Observed(workers=workers_state, refit=refit_state, studies=progress, problem=problem),
+                      previous, builders.output_dir(run), workers_name, refit_name, now)
+    if decision.create_refit:
+        kube.create_or_get(builders.refit_job(run, owner, cfg))
+    return Outcome(decision)
+
+
+def _ttl_expired(body: dict[str, Any], status: dict[str, Any], now: dt.datetime) -> bool:
+    ttl = (body.get("spec") or {}).get("ttlSecondsAfterFinished")
+    done = status.get("completionTime")
+    if ttl is None or not done:
+        return False
+    finished = dt.datetime.strptime(done, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return now >= finished + dt.timedelta(seconds=int(ttl))
+
+
+def delete_studies(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig) -> list[str]:
+    """On deletion with keepStudies false: drop the run's studies from the storage."""
+    run = resolve_run(body)
+    if isinstance(run, Problem):
+        return []
+    url, problem = check_secrets(kube, run, cfg)
+    if problem is not None or not url:
+        raise StorageError(problem.message if problem else "no storage URL")
+    storage, problem = open_storage(url)
+    if problem is not None:
+        raise StorageError(problem.message)
+    return studies.delete_studies(run, storage)
