@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import os
 from pathlib import Path
@@ -11,7 +10,7 @@ import pytest
 
 from tests.support.postgres import PostgresServer, start_postgres
 
-if importlib.util.find_spec("tests.cluster.fixtures") is not None:
+if (Path(__file__).parent / "cluster" / "fixtures.py").exists():
     pytest_plugins = ["tests.cluster.fixtures"]
 
 _db_counter = itertools.count()

@@ -95,7 +95,8 @@ def test_prep_killed_mid_universe_then_restarted_loses_nothing(tmp_path):
     import yaml
 
     manifest = small_run_manifest(symbols=[f"S{i}" for i in range(8)])
-    manifest["spec"]["data"]["bars"] = 4000
+    manifest["spec"]["data"]["bars"] = 20000
+    manifest["spec"]["prep"] = {"maxAhead": 8}  # no trainer here to take shards
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(manifest))
     out = tmp_path / "features"
@@ -120,6 +121,7 @@ def test_sigterm_during_prep_exits_cleanly_and_leaves_only_whole_shards(tmp_path
 
     manifest = small_run_manifest(symbols=[f"S{i}" for i in range(6)])
     manifest["spec"]["data"]["bars"] = 20000
+    manifest["spec"]["prep"] = {"maxAhead": 6}
     config = tmp_path / "run.yaml"
     config.write_text(yaml.safe_dump(manifest))
     out = tmp_path / "features"

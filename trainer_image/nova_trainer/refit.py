@@ -15,7 +15,10 @@ from nova_trainer.dataset import SymbolData
 
 def refit_symbol(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStorage, out_dir: Path,
                  data: SymbolData | None = None) -> dict[str, Any]:
-    study = optuna.load_study(study_name=run.study_name(symbol), storage=storage)
+    try:
+        study = optuna.load_study(study_name=run.study_name(symbol), storage=storage)
+    except KeyError:
+        raise NovaError(f"{symbol}: no study {run.study_name(symbol)} in the storage (was it tuned?)") from None
     try:
         best = study.best_trial
     except ValueError:

@@ -53,7 +53,11 @@ def _prep_main(run_json: str, folder: str, out_dir: str) -> None:
     with open(Path(out_dir) / "logs" / "prep.log", "a") as stream:
         logs.setup("INFO", stream, prefix="prep ")
         run = ResolvedRun.from_json(run_json)
-        produce(run, Path(folder), max_ahead=len(run.spec.data.symbols))
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        try:
+            produce(run, Path(folder), max_ahead=len(run.spec.data.symbols))
+        except KeyboardInterrupt:
+            sys.exit(130)
 
 
 def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progress: bool = True,

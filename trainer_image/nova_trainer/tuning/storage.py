@@ -22,7 +22,9 @@ from nova.secrets import host_of, mask
 log = logging.getLogger(__name__)
 
 STORAGE_URL_ENV = "NOVA_STORAGE_URL"
-TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError)
+# Optuna wraps a failed commit (e.g. the server restarting under it) in StorageInternalError.
+TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError,
+             optuna.exceptions.StorageInternalError)
 PERMANENT_HINTS = ("password authentication failed", "does not exist", "no password supplied",
                    "role", "permission denied")
 

@@ -119,13 +119,26 @@ def _retrying(action: Callable):
     while True:
         try:
             return action()
-        except TRANSIENT as exc:
-            if waited > MAX_OUTAGE_SECONDS:
+        except Exception as exc:
+            if not _is_transient(exc) or waited > MAX_OUTAGE_SECONDS:
                 raise
             log.warning("storage error (%s); retrying in %.1fs", describe(exc), delay)
             time.sleep(delay)
             waited += delay
             delay = min(delay * 2, 15.0)
+
+
+def _is_transient(exc: BaseException | None) -> bool:
+    """A database error anywhere in the chain: Optuna can surface a failed commit as another
+    exception raised while it handles the first (seen: UnboundLocalError in optuna 5.0's
+    `_run_trial` when the server restarts during `tell`)."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, TRANSIENT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
 
 
 def run_worker(run: ResolvedRun, storage: optuna.storages.BaseStorage, worker: int,

@@ -1,0 +1,82 @@
+"""`nova run`: the same YAML on one machine, end to end, with real worker processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+
+def nova(*args: str, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "nova.cli", *args], capture_output=True, text=True, **kw)
+
+
+def test_nova_run_tunes_refits_and_reports(write_run, tmp_path):
+    config = write_run(name="local", symbols=("AAA", "BBB"), trials=6, workers=2)
+    out = tmp_path / "out"
+    result = nova("run", str(config), "--out", str(out), "--no-progress", timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "AAA" in result.stdout and "BBB" in result.stdout and "best auc" in result.stdout
+    for symbol in ("AAA", "BBB"):
+        card = json.loads((out / f"{symbol}.card.json").read_text())
+        assert (out / f"{symbol}.ubj").stat().st_size > 0
+        assert card["device"]["used"] == "cpu" and card["best_value"] > 0
+        assert len(card["folds"]) == 2 and card["features"]
+        study = optuna.load_study(study_name=f"default.local.{symbol}", storage=f"sqlite:///{out / 'optuna.db'}")
+        finished = [t for t in study.trials if t.state.is_finished()]
+        assert 6 <= len(finished) <= 7
+    assert (out / "report.html").stat().st_size > 100_000  # plotly.js embedded: opens offline
+    assert (out / "logs" / "prep.log").exists()  # one prep process fed both workers
+
+
+def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(write_run, tmp_path):
+    config = write_run(name="resume", trials=10, workers=1,
+                       model={"numBoostRound": 300, "earlyStoppingRounds": None})
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "nova.cli", "run", str(config), "--out", str(out), "--no-progress"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    storage = f"sqlite:///{out / 'optuna.db'}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            trials = optuna.load_study(study_name="default.resume.AAA", storage=storage).trials
+            if sum(t.state.is_finished() for t in trials) >= 2 and any(t.state == TrialState.RUNNING for t in trials):
+                break
+        except (KeyError, Exception):
+            pass
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "run the same command again to resume" in stderr and "Traceback" not in stderr
+    study = optuna.load_study(study_name="default.resume.AAA", storage=storage)
+    finished_before = {t.number: t.state for t in study.trials if t.state.is_finished()}
+    assert not [t for t in study.trials if t.state == TrialState.RUNNING]
+    result = nova("run", str(config), "--out", str(out), "--no-progress", timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = optuna.load_study(study_name="default.resume.AAA", storage=storage)
+    for number, state in finished_before.items():
+        assert study.trials[number].state == state  # nothing finished was lost or redone
+    from nova_trainer.tuning.budget import progress
+
+    p = progress(study)
+    assert 10 <= p.finished <= 10 and p.running == 0
+
+
+def test_bad_manifest_is_one_clear_message(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("apiVersion: nova.dev/v1alpha1\nkind: TrainingRun\nmetadata: {name: bad}\n"
+                    "spec:\n  data: {symbols: [AAPL]}\n  tuning: {trials: 0}\n")
+    result = nova("run", str(path))
+    assert result.returncode == 2
+    assert "spec.tuning.trials" in result.stderr and "Traceback" not in result.stderr
