@@ -97,15 +97,19 @@ class _Converter:
                 types = {o.get("type") for o in options}
                 if not types <= {"integer", "number", "string", "boolean"} or any(len(o) > 1 for o in options):
                     raise ValueError(f"{where}: cannot express anyOf {options} structurally")
-                if types <= {"integer", "string"}:
+                if types <= {"integer", "string"} or where.endswith("[]"):
+                    # CEL cannot see a list whose items have no type (e.g. ParamSpace.choices), so
+                    # mixed scalars in a list are int-or-string: quote float and boolean choices
                     node["x-kubernetes-int-or-string"] = True
+                    if not types <= {"integer", "string"}:
+                        node["description"] = (node.get("description", "") +
+                                               " (in a cluster, quote floats and booleans: \"0.5\", \"true\")").strip()
                 else:
                     node["x-kubernetes-preserve-unknown-fields"] = True
                     node["description"] = (node.get("description", "") + " (" + " or ".join(
                         sorted(types)) + ")").strip()
-                    node.setdefault("x-kubernetes-validations", []).insert(0, {
-                        "rule": "type(self) != map && type(self) != list",
-                        "message": f"{where} must be a number, string or boolean"})
+                    # no CEL here: the API server cannot type-check an untyped node; a map or list
+                    # value is refused by the operator's own validation (phase Failed, InvalidSpec)
         if node.get("default", 0) is None:
             node.pop("default")
         out: dict[str, Any] = {}

@@ -61,9 +61,9 @@ def _pass(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
         logger.info("%s: %s", reason, message)
 
 
-@kopf.on.resume(*RESOURCE)
-@kopf.on.create(*RESOURCE)
-@kopf.on.update(*RESOURCE, field="spec")
+@kopf.on.resume(*RESOURCE, backoff=2)
+@kopf.on.create(*RESOURCE, backoff=2)
+@kopf.on.update(*RESOURCE, field="spec", backoff=2)
 def on_change(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
     _pass(body, patch, logger)
 

@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     import nova_operator.handlers  # noqa: F401 - registers the handlers with kopf
 
     watch = namespaces(args)
-    kopf.run(standalone=True, clusterwide=not watch, namespaces=watch or None, liveness_endpoint=args.liveness)
+    kopf.run(standalone=True, clusterwide=not watch, namespaces=watch, liveness_endpoint=args.liveness)
     return 0
 
 

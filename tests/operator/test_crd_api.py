@@ -5,6 +5,7 @@ fields that their finished trials depend on."""
 from __future__ import annotations
 
 import copy
+import json
 import subprocess
 from pathlib import Path
 
@@ -49,7 +50,6 @@ BAD = [
     ({"tuning": {"heartbeatSeconds": 30, "graceSeconds": 20}}, "graceSeconds must be greater than tuning.heartbeatSeconds"),
     ({"tuning": {"storage": {"secretRef": {"name": "Bad_Name"}}}}, "spec.tuning.storage.secretRef.name"),
     ({"model": {"numBoostRound": 0}}, "spec.model.numBoostRound"),
-    ({"model": {"params": {"max_depth": {"nested": 1}}}}, "must be a number, string or boolean"),
     ({"gpu": {"rmm": {"initialPoolSize": "lots"}}}, "spec.gpu.rmm.initialPoolSize"),
     ({"gpu": {"count": 17}}, "spec.gpu.count"),
     ({"data": {"symbols": ["AAPL"], "source": "file"}}, "data.uri is required"),
@@ -67,7 +67,7 @@ def test_bad_specs_are_refused_naming_the_field(kube, kube_namespace, spec, fiel
     with pytest.raises(ApiException) as err:
         create(kube, kube_namespace, body)
     assert err.value.status == 422 or (err.value.status == 400 and "unknown field" in err.value.body)
-    assert field in err.value.body, err.value.body
+    assert field in json.loads(err.value.body)["message"], err.value.body
 
 
 def test_missing_data_and_bad_names_are_refused(kube, kube_namespace):
@@ -117,7 +117,7 @@ def test_started_runs_keep_their_data_but_budgets_stay_editable(kube, kube_names
                           ({"model": {"numBoostRound": 5}}, "spec.model is immutable")]:
         with pytest.raises(ApiException) as err:
             patch(spec)
-        assert err.value.status == 422 and message in err.value.body, err.value.body
+        assert err.value.status == 422 and message in json.loads(err.value.body)["message"], err.value.body
 
 
 def test_short_name_and_printer_columns(control_plane, kube, kube_namespace):
