@@ -217,6 +217,8 @@ def test_short_history_gives_nan_not_an_error(aapl: pd.DataFrame) -> None:
     out = build_features(aapl.iloc[:10])
     assert out.shape == (10, len(REGISTRY))
     assert out["rsi_14"].isna().all() and out["ret_log_1"].notna().iloc[1:].all()
+    for rows in (0, 1):
+        assert build_features(aapl.iloc[:rows]).shape == (rows, len(REGISTRY))
 
 
 # --- (e) bad input ------------------------------------------------------------------------------

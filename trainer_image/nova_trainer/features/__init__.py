@@ -4,7 +4,7 @@ Families: trend, momentum, volatility, volume, return, calendar. TA-Lib computes
 has; the rest is vectorised numpy/pandas. Features are scale-free (ratios, percentages, oscillators)
 so one model can learn across symbols and decades, and causal: row t uses bars up to t only.
 
-    build_features(bars, "default")   # ~115 columns; "minimal" has 12
+    build_features(bars, "default")   # 118 columns; "minimal" has 12
     feature_names("default")
     REGISTRY["rsi_14"]                # FeatureSpec(name, family, window, talib, warmup, description)
 

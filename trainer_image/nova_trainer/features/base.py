@@ -21,7 +21,7 @@ import talib
 FAMILIES = ("trend", "momentum", "volatility", "volume", "return", "calendar")
 INPUTS = ("open", "high", "low", "close", "volume")
 
-CACHE_SIZE = 16
+CACHE_SIZE = 8
 TalibCall = tuple[str, tuple[str, ...], tuple[float, ...]]  # (function, input columns, parameters)
 
 
@@ -103,10 +103,6 @@ class Bars:
     @cached_property
     def log_volume(self) -> np.ndarray:
         return np.log1p(self.volume)
-
-    def volume_sum(self, n: int) -> np.ndarray:
-        """Rolling sum of volume over `n` bars (TA-Lib SUM), memoised."""
-        return self.ta("SUM", ("volume",), n)
 
 
 def shift(x: np.ndarray, n: int) -> np.ndarray:

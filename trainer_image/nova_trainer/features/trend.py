@@ -14,16 +14,23 @@ MA_WINDOWS = (5, 10, 20, 50, 200)
 F = "trend"
 
 
+def _ratio_minus_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    out = np.divide(a, b)
+    out -= 1.0  # in place: one temporary, not two, per 1M-row feature
+    return out
+
+
 def _ma_ratio(kind: str, n: int) -> Group:
     name = f"{kind.lower()}_close_ratio_{n}"
     spec = feature(name, F, n, kind, n - 1, f"close / {kind}(close, {n}) - 1")
-    return Group((spec,), lambda b: {name: b.close / b.ta(kind, ("close",), n) - 1.0})
+    return Group((spec,), lambda b: {name: _ratio_minus_one(b.close, b.ta(kind, ("close",), n))})
 
 
 def _sma_cross(fast: int, slow: int) -> Group:
     name = f"sma_cross_ratio_{fast}_{slow}"
     spec = feature(name, F, slow, "SMA", slow - 1, f"SMA(close, {fast}) / SMA(close, {slow}) - 1")
-    return Group((spec,), lambda b: {name: b.ta("SMA", ("close",), fast) / b.ta("SMA", ("close",), slow) - 1.0})
+    return Group((spec,), lambda b: {
+        name: _ratio_minus_one(b.ta("SMA", ("close",), fast), b.ta("SMA", ("close",), slow))})
 
 
 def _macd(b: Bars) -> dict[str, np.ndarray]:
@@ -63,9 +70,9 @@ def _slope(n: int) -> Group:
 
 GROUPS: list[Group] = [
     *(_ma_ratio("SMA", n) for n in MA_WINDOWS),
-    *(_ma_ratio("EMA", n) for n in MA_WINDOWS),
-    _sma_cross(20, 50),
+    _sma_cross(20, 50),  # next to the SMA ratios: they share SMA(close, 20/50/200) in the memo
     _sma_cross(50, 200),
+    *(_ma_ratio("EMA", n) for n in MA_WINDOWS),
     Group((feature("macd_line_pct_12_26", F, 26, "MACD", 33, "MACD line (EMA12 - EMA26), % of close"),
            feature("macd_signal_pct_12_26_9", F, 26, "MACD", 33, "MACD signal (EMA9 of the line), % of close"),
            feature("macd_hist_pct_12_26_9", F, 26, "MACD", 33, "MACD histogram (line - signal), % of close")),

@@ -106,6 +106,6 @@ GROUPS: list[Group] = [
     *(_range_vol(kind, n) for kind in ("parkinson", "garman_klass") for n in (10, 20)),
     _range_vol("rogers_satchell", 20),
     _donchian_pos(20),
+    _donchian_width(20),  # shares MAX/MIN(20) with the line above
     _donchian_pos(55),
-    _donchian_width(20),
 ]
