@@ -39,7 +39,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=API_GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{API_GROUP}/studies"
-    settings.posting.enabled = False  # events are ours: one per phase transition, not one per log line
+    settings.posting.level = logging.CRITICAL  # events are ours: one per phase transition, not per log line
     settings.execution.max_workers = int(os.environ.get("NOVA_OPERATOR_WORKERS", "16"))
     settings.watching.server_timeout = 300
     load_config()

@@ -123,6 +123,10 @@ def gpu_nodes(kube) -> list[str]:
             {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "stand-in",
              "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
              "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]}})
+        # the API server taints new nodes not-ready; with no kubelet and no node lifecycle
+        # controller, nothing else would lift it
+        core.patch_node(name, {"spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present",
+                                                    "effect": "NoSchedule"}]}})
         names.append(name)
     return names
 
