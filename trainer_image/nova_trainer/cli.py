@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -24,9 +23,12 @@ from nova_trainer import logs
 log = logging.getLogger("nova_trainer")
 
 
-def _interrupt_on_sigterm() -> None:
-    """Kubernetes stops pods with SIGTERM: treat it like Ctrl-C so trials are re-queued cleanly."""
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+def interrupt_on_signals() -> None:
+    """Kubernetes stops pods with SIGTERM, a user with Ctrl-C: the running trial stops at its next
+    boosting round and is re-queued (see `stopping`)."""
+    from nova_trainer import stopping
+
+    stopping.install()
 
 
 def _out_dir(args, run) -> Path:
@@ -55,7 +57,7 @@ def cmd_tune(args) -> int:
     worker = args.worker if args.worker is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
     out = _out_dir(args, run)
     storage = open_storage(resolve_url(out), run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
-    _interrupt_on_sigterm()
+    interrupt_on_signals()
     outcomes = run_worker(run, storage, worker, symbol_stream(run, args.shards))
     for o in outcomes:
         if o.error:

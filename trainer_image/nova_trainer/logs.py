@@ -14,6 +14,15 @@ class MaskingFormatter(logging.Formatter):
 
 
 def setup(level: str = "INFO", stream=sys.stderr, prefix: str = "") -> None:
+    import warnings
+
+    import optuna
+
+    # Heartbeats and retries are marked experimental in Optuna; we rely on them knowingly.
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    # Optuna logs through its own stderr handler by default; route it through ours (and the mask).
+    optuna.logging.disable_default_handler()
+    optuna.logging.enable_propagation()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(MaskingFormatter(f"%(asctime)s {prefix}%(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
     root = logging.getLogger()

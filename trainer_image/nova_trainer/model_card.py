@@ -34,11 +34,11 @@ def atomic_write(path: Path, data: bytes) -> None:
 
 
 def write_model(out_dir: Path, symbol: str, booster: xgb.Booster, card: dict[str, Any]) -> Path:
+    """Write `<symbol>.ubj` then `<symbol>.card.json` (both atomically); `card` gains the file name."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model_path = out_dir / f"{symbol}.ubj"
     atomic_write(model_path, bytes(booster.save_raw("ubj")))
-    card = {**card, "model_file": model_path.name, "written_at": dt.datetime.now(dt.UTC).isoformat(),
-            "versions": versions()}
+    card.update(model_file=model_path.name, written_at=dt.datetime.now(dt.UTC).isoformat(), versions=versions())
     atomic_write(out_dir / f"{symbol}.card.json", mask(json.dumps(card, indent=2, default=str)).encode())
     return model_path
 

@@ -31,6 +31,7 @@ import pandas as pd
 from nova.config import load_resolved
 from nova.errors import DataError, NovaError
 from nova.spec import ResolvedRun
+from nova_trainer import stopping
 from nova_trainer.dataset import SymbolData, from_frame, load_symbol_data, to_frame
 
 log = logging.getLogger(__name__)
@@ -125,7 +126,7 @@ def _wait_for(paths: dict[str, Path], folder: Path, symbol: str, timeout: float)
             return "missing"
         if time.monotonic() > deadline:
             return "timeout"
-        time.sleep(POLL_SECONDS)
+        stopping.wait(POLL_SECONDS)
 
 
 def load_shard(folder: Path, symbol: str) -> SymbolData:

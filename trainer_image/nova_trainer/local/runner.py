@@ -9,7 +9,7 @@ import multiprocessing as mp
 import os
 import signal
 import sys
-import time
+import threading
 from pathlib import Path
 
 from nova.errors import NovaError
@@ -24,14 +24,16 @@ log = logging.getLogger(__name__)
 def _worker_main(run_json: str, url: str, index: int, out_dir: str, shards: str | None) -> None:
     """Entry point of one worker process (spawned: a clean interpreter, like a pod)."""
     from nova_trainer import logs
+    from nova_trainer.cli import interrupt_on_signals
     from nova_trainer.sources import symbol_stream
     from nova_trainer.tuning.worker import run_worker
 
     log_path = Path(out_dir) / "logs" / f"worker-{index}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "a") as stream:
+        sys.stderr = stream  # anything a library prints goes to the worker's log, not the terminal
         logs.setup("INFO", stream, prefix=f"worker-{index} ")
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        interrupt_on_signals()
         run = ResolvedRun.from_json(run_json)
         try:
             storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
@@ -48,12 +50,13 @@ def _worker_main(run_json: str, url: str, index: int, out_dir: str, shards: str 
 def _prep_main(run_json: str, folder: str, out_dir: str) -> None:
     """The prep producer as its own process: one feature build per symbol for all workers."""
     from nova_trainer import logs
+    from nova_trainer.cli import interrupt_on_signals
     from nova_trainer.prep import produce
 
     with open(Path(out_dir) / "logs" / "prep.log", "a") as stream:
         logs.setup("INFO", stream, prefix="prep ")
         run = ResolvedRun.from_json(run_json)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        interrupt_on_signals()
         try:
             produce(run, Path(folder), max_ahead=len(run.spec.data.symbols))
         except KeyboardInterrupt:
@@ -91,17 +94,24 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
     for p in procs:
         p.start()
     board = ProgressBoard(run, storage, enabled=progress)
-    interrupted = False
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
-        while any(p.is_alive() for p in procs):
+        while any(p.is_alive() for p in procs) and not stop.is_set():
             board.update()
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        interrupted = True
-        for p in procs:
-            if p.is_alive():
-                os.kill(p.pid, signal.SIGTERM)
+            stop.wait(1.0)
+        interrupted = stop.is_set()
+        if interrupted:
+            # A terminal's Ctrl-C reached the workers too; give them a moment to stop at their
+            # next boosting round, then tell the ones that did not hear it.
+            for p in procs:
+                p.join(timeout=3)
+            for p in procs:
+                if p.is_alive():
+                    os.kill(p.pid, signal.SIGTERM)
     finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         for p in procs:
             p.join()
         snapshot = board.update()

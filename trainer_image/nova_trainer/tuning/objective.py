@@ -8,22 +8,30 @@ from nova.spec import TrainingRunSpec
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice
 from nova_trainer.train import evaluate, observation
-from nova_trainer.tuning.pruners import FoldPruningCallback, RoundCounter
+from nova_trainer.tuning.pruners import FoldPruningCallback, RoundCounter, SnapshotPruning
 from nova_trainer.tuning.search_space import suggest
 
 
 class Objective:
     def __init__(self, data: SymbolData, spec: TrainingRunSpec, device: DeviceChoice) -> None:
         self.data, self.spec, self.device = data, spec, device
+        self._pruning: SnapshotPruning | None = None
+
+    def pruning(self, study: optuna.Study) -> SnapshotPruning:
+        """One snapshot per worker and study, shared by its trials (refreshed by time)."""
+        if self._pruning is None:
+            self._pruning = SnapshotPruning(study)
+        return self._pruning
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest(trial, self.spec.tuning.search_space)
-        counter = RoundCounter()
+        counter, values = RoundCounter(), {}
         key, _ = observation(self.spec.tuning.metric)
         rounds_per_fold = self.spec.model.num_boost_round
+        pruning = self.pruning(trial.study)
 
         def callbacks(fold: int):
-            return [FoldPruningCallback(trial, key, fold, rounds_per_fold, counter)]
+            return [FoldPruningCallback(trial, key, fold, rounds_per_fold, counter, pruning, values)]
 
         try:
             result = evaluate(self.data, self.spec, params, self.device, fold_callbacks=callbacks)

@@ -17,6 +17,7 @@ import optuna
 
 from nova.errors import NovaError
 from nova.spec import ResolvedRun
+from nova_trainer import stopping
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice, init_rmm, resolve_device
 from nova_trainer.tuning.budget import Progress, progress
@@ -51,6 +52,7 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
     objective = Objective(data, spec, device)
     ran, consecutive_failures = 0, 0
     while True:
+        stopping.check()
         state = _retrying(lambda: progress(study))
         if on_trial:
             on_trial(state)
@@ -62,7 +64,7 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
                 break
             # Someone's trial is running; if its worker died the heartbeat will fail it and
             # re-queue it as WAITING, which the next optimize() call here picks up.
-            time.sleep(min(spec.tuning.heartbeat_seconds, 2))
+            stopping.wait(min(spec.tuning.heartbeat_seconds, 2))
             _retrying(lambda: optuna.storages.fail_stale_trials(study))
             continue
         try:
