@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Build the binaries of the test control plane from upstream Go modules (no Docker, no downloads
+# of release tarballs: only the Go module proxy).
+#
+#   tests/cluster/build.sh            # builds into ${NOVA_CACHE:-$HOME/.cache/nova}/k8s-<v>/bin
+#   tests/cluster/build.sh --print-dir  # prints that folder and exits
+#
+# Produces: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm, and kwok's
+# Stage YAMLs (stages/). Idempotent: a component whose binary and version stamp exist is skipped,
+# so a warm run returns at once. Wrapper Go modules are generated under the cache (work/), never in
+# the repository. A cold build takes tens of minutes on 2 cores.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=versions.env
+source "$HERE/versions.env"
+
+CACHE_ROOT="${NOVA_CACHE:-$HOME/.cache/nova}"
+OUT="$CACHE_ROOT/k8s-$K8S_VERSION"
+BIN="$OUT/bin"
+STAGES="$OUT/stages"
+WORK="$OUT/work"
+
+if [[ "${1:-}" == "--print-dir" ]]; then echo "$OUT"; exit 0; fi
+
+stamp_ok() {  # stamp_ok NAME VERSION: binary exists and was built from VERSION
+  [[ -x "$BIN/$1" && -f "$BIN/.$1.version" && "$(cat "$BIN/.$1.version")" == "$2" ]]
+}
+all_done() {
+  stamp_ok etcd "$ETCD_VERSION" && stamp_ok kube-apiserver "$K8S_VERSION" &&
+    stamp_ok kube-controller-manager "$K8S_VERSION" && stamp_ok kube-scheduler "$K8S_VERSION" &&
+    stamp_ok kwok "$KWOK_VERSION" && stamp_ok helm "$HELM_VERSION" &&
+    [[ -f "$STAGES/.version" && "$(cat "$STAGES/.version")" == "$KWOK_VERSION" ]]
+}
+if all_done; then exit 0; fi
+
+GO="${GO:-$(command -v go || echo /usr/local/go/bin/go)}"
+if [[ ! -x "$GO" ]]; then echo "build.sh: no Go toolchain (set GO=/path/to/go)" >&2; exit 3; fi
+
+export CGO_ENABLED=0 GOTOOLCHAIN=local GOFLAGS="${GOFLAGS:--mod=mod}"
+NICE=(nice -n "${NOVA_BUILD_NICE:-10}")
+PAR="${NOVA_BUILD_PAR:-2}"
+mkdir -p "$BIN" "$STAGES" "$WORK"
+START=$(date +%s)
+log() { echo "[build.sh $(date +%H:%M:%S)] $*" >&2; }
+
+# Fetch a module and print the path of a field of `go mod download -json` (GoMod or Dir).
+modfield() {
+  local out
+  out="$("$GO" mod download -json "$1")" || { echo "$out" >&2; return 1; }
+  printf '%s' "$out" | sed -n "s/^[[:space:]]*\"$2\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p"
+}
+
+# Go + godebug lines of an upstream go.mod (a dependency's godebug line does not apply to us).
+go_lines() { grep -E '^(go |godebug )' "$1"; }
+
+build_etcd() {
+  stamp_ok etcd "$ETCD_VERSION" && return 0
+  log "etcd v$ETCD_VERSION"
+  local gomod d="$WORK/etcd"
+  gomod="$(modfield "go.etcd.io/etcd/server/v3@v$ETCD_VERSION" GoMod)"
+  mkdir -p "$d"
+  { echo "module nova.test/etcdbuild"; echo; go_lines "$gomod"; echo
+    echo "require go.etcd.io/etcd/server/v3 v$ETCD_VERSION"; echo
+    echo "tool go.etcd.io/etcd/server/v3"; } > "$d/go.mod"
+  (cd "$d" && "$GO" mod tidy >&2 &&
+    "${NICE[@]}" "$GO" build -p "$PAR" -trimpath \
+      -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION" \
+      -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
+  echo "$ETCD_VERSION" > "$BIN/.etcd.version"
+}
+
+build_kube() {
+  stamp_ok kube-apiserver "$K8S_VERSION" && stamp_ok kube-controller-manager "$K8S_VERSION" &&
+    stamp_ok kube-scheduler "$K8S_VERSION" && return 0
+  log "kube-apiserver, kube-controller-manager, kube-scheduler v$K8S_VERSION"
+  local gomod d="$WORK/kube" minor staging
+  gomod="$(modfield "k8s.io/kubernetes@v$K8S_VERSION" GoMod)"
+  minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
+  # Staging modules: `k8s.io/<m> => ./staging/src/k8s.io/<m>` in upstream's go.mod; the published
+  # copy of each is k8s.io/<m> v0.<minor>.<patch>.
+  staging="$(sed -n 's#^[[:space:]]*\(k8s\.io/[^[:space:]]*\)[[:space:]]*=>[[:space:]]*\./staging/.*#\1#p' "$gomod")"
+  [[ -n "$staging" ]] || { echo "no staging replaces found in $gomod" >&2; return 1; }
+  mkdir -p "$d"
+  { echo "module nova.test/kubebuild"; echo; go_lines "$gomod"; echo
+    echo "require k8s.io/kubernetes v$K8S_VERSION"; echo
+    echo "replace ("
+    for m in $staging; do echo "	$m => $m v0.${K8S_VERSION#*.}"; done
+    echo ")"; echo
+    echo "tool ("
+    echo "	k8s.io/kubernetes/cmd/kube-apiserver"
+    echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
+    echo "	k8s.io/kubernetes/cmd/kube-scheduler"
+    echo ")"; } > "$d/go.mod"
+  local v="k8s.io/component-base/version" c="k8s.io/client-go/pkg/version"
+  local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  local ld="-s -w"
+  for p in $v $c; do
+    ld+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
+  done
+  (cd "$d" && "$GO" mod tidy >&2 &&
+    "${NICE[@]}" "$GO" build -p "$PAR" -trimpath -ldflags "$ld" -o "$BIN/" \
+      k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+      k8s.io/kubernetes/cmd/kube-scheduler)
+  for b in kube-apiserver kube-controller-manager kube-scheduler; do
+    echo "$K8S_VERSION" > "$BIN/.$b.version"
+  done
+}
+
+build_kwok() {
+  stamp_ok kwok "$KWOK_VERSION" && return 0
+  log "kwok v$KWOK_VERSION"
+  (cd "$WORK" && GOBIN="$BIN" "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
+    -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
+    "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION")
+  echo "$KWOK_VERSION" > "$BIN/.kwok.version"
+}
+
+copy_stages() {
+  [[ -f "$STAGES/.version" && "$(cat "$STAGES/.version")" == "$KWOK_VERSION" ]] && return 0
+  local dir; dir="$(modfield "sigs.k8s.io/kwok@v$KWOK_VERSION" Dir)"
+  local s="$dir/kustomize/stage"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           node/heartbeat/node-heartbeat.yaml pod/fast/pod-ready.yaml \
+           pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    [[ -f "$s/$f" ]] || { echo "missing stage $s/$f" >&2; return 1; }
+    install -m 0644 "$s/$f" "$STAGES/$(basename "$f")"
+  done
+  echo "$KWOK_VERSION" > "$STAGES/.version"
+}
+
+build_helm() {
+  stamp_ok helm "$HELM_VERSION" && return 0
+  log "helm v$HELM_VERSION"
+  (cd "$WORK" && GOBIN="$BIN" "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
+    -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
+    "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION")
+  echo "$HELM_VERSION" > "$BIN/.helm.version"
+}
+
+build_etcd
+build_kube
+build_kwok
+copy_stages
+build_helm
+log "done in $(( $(date +%s) - START )) s: $BIN"

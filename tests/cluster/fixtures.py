@@ -1,0 +1,88 @@
+"""pytest fixtures for the real control plane (registered by the root conftest as a plugin).
+
+- ``control_plane`` (session): builds the binaries if they are missing (skips only when there is
+  no Go toolchain; a failed build is an error), starts etcd, kube-apiserver,
+  kube-controller-manager, kube-scheduler and kwok with two CPU and two GPU kwok nodes, and yields
+  a :class:`tests.cluster.controlplane.ControlPlane` (``kubeconfig``, ``api_url``, ``bin_dir``,
+  ``kubectl()``, ``apply()``, ``api_client()``, ``pids()``, ``startup_seconds``).
+- ``kube_namespace`` (per test): a fresh namespace (name as a string) with its default
+  ServiceAccount present; deleted afterwards.
+- ``local_runner`` (session): the ``local-runner`` node served by
+  :class:`tests.cluster.local_runner.LocalRunner` (a stand-in for kubelet) in threads of this
+  process; pods that tolerate ``LOCAL_RUNNER_TOLERATION`` and select ``LOCAL_RUNNER_SELECTOR`` run
+  there as local processes, their output in ``local_runner.log_path(ns, pod, container)``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import time
+import uuid
+
+import pytest
+
+from tests.cluster import controlplane
+from tests.cluster.local_runner import NODE_LABEL, NODE_NAME, TOLERATION, LocalRunner
+
+LOCAL_RUNNER_TOLERATION = TOLERATION
+LOCAL_RUNNER_SELECTOR = {NODE_LABEL: "true"}
+GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+KWOK_EXIT_CODE_ANNOTATION = "nova.dev/kwok-exit-code"
+
+_ns_counter = itertools.count()
+_startup: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def control_plane(tmp_path_factory):
+    if not controlplane.binaries_present():
+        if controlplane.go_toolchain() is None:
+            pytest.skip("the control plane is built from Go modules and no Go toolchain (go >= 1.26) was found; "
+                        "install Go or set GO=/path/to/go")
+        controlplane.ensure_built(log=lambda m: print(m, flush=True))
+    cp = controlplane.start(log=lambda m: _startup.append(m))
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+@pytest.fixture
+def kube_namespace(control_plane):
+    name = f"t{next(_ns_counter)}-{uuid.uuid4().hex[:6]}"
+    control_plane.kubectl("create", "namespace", name)
+    deadline = time.monotonic() + 30
+    while control_plane.get(f"/api/v1/namespaces/{name}/serviceaccounts/default")[0] != 200:
+        if time.monotonic() > deadline:
+            raise controlplane.ControlPlaneError(f"no default ServiceAccount in {name} after 30 s")
+        time.sleep(0.05)
+    try:
+        yield name
+    finally:
+        control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
+
+
+@pytest.fixture(scope="session")
+def local_runner(control_plane, tmp_path_factory):
+    runner = LocalRunner(control_plane.kubeconfig, tmp_path_factory.mktemp("local-runner"),
+                         pass_env=("PYTHONPATH", "LANG", "LC_ALL", "TZ", "NOVA_CACHE"))
+    runner.start()
+    try:
+        control_plane.wait_nodes_ready([NODE_NAME], timeout=60)
+        yield runner
+    finally:
+        runner.stop(delete_node=True)
+        left = runner.alive_pids()
+        if left:
+            for pid in left:
+                try:
+                    os.killpg(pid, 9)
+                except ProcessLookupError:
+                    pass
+            raise AssertionError(f"the local runner left processes behind: {left}")
+
+
+def pytest_terminal_summary(terminalreporter):
+    for line in _startup:
+        terminalreporter.write_line(f"[nova control plane] {line}")
