@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import optuna
@@ -55,10 +56,13 @@ def open_storage(url: str, heartbeat_seconds: int, grace_seconds: int, attempts:
     """Open the storage, retrying transient errors with backoff; a wrong password fails at once."""
     for attempt in range(1, attempts + 1):
         try:
-            return _tuned(optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_seconds,
-                grace_period=grace_seconds,
-                heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)))
+            with warnings.catch_warnings():  # heartbeats are "experimental"; we rely on them knowingly
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.RDBStorage(
+                    url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_seconds,
+                    grace_period=grace_seconds,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+            return _tuned(storage)
         except TRANSIENT as exc:
             reason = describe(exc)
             if any(h in reason for h in PERMANENT_HINTS) or attempt == attempts:
