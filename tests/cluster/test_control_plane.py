@@ -172,6 +172,29 @@ def test_local_runner_runs_python_and_reports_real_exit_codes(control_plane, loc
     assert ok["status"]["podIP"] == "127.0.0.1" and ok["status"]["startTime"]
 
 
+def test_local_runner_failed_init_container_fails_the_pod(control_plane, local_runner, kube_namespace):
+    cp, ns = control_plane, kube_namespace
+    apply(cp, ns, local_pod("init-fails", py("main", "print('must not run')"),
+                            init=[py("setup", "import sys; sys.exit(2)")]))
+    pod = wait_for(lambda: finished(cp, ns, "init-fails"), "pod init-fails to finish")
+    assert pod["status"]["phase"] == "Failed"
+    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
+    assert "waiting" in pod["status"]["containerStatuses"][0]["state"]
+    assert not local_runner.log_path(ns, "init-fails", "main").exists()  # never started
+
+
+def test_local_runner_restarts_on_failure(control_plane, local_runner, kube_namespace):
+    cp, ns = control_plane, kube_namespace
+    code = ("import pathlib, sys; p = pathlib.Path('/data/count'); n = int(p.read_text()) if p.exists() else 0; "
+            "p.write_text(str(n + 1)); print(n); sys.exit(0 if n >= 2 else 1)")
+    apply(cp, ns, local_pod("flaky", py("main", code, volumeMounts=[{"name": "data", "mountPath": "/data"}]),
+                            volumes=[{"name": "data", "emptyDir": {}}], restart="OnFailure"))
+    pod = wait_for(lambda: finished(cp, ns, "flaky"), "pod flaky to finish")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 2
+    assert local_runner.log_path(ns, "flaky", "main").read_text() == "0\n1\n2\n"
+
+
 def test_local_runner_env_volumes_and_indexed_job(control_plane, local_runner, kube_namespace):
     cp, ns = control_plane, kube_namespace
     cp.kubectl("create", "-n", ns, "configmap", "cfg", "--from-literal=run.json={\"trials\": 3}",
