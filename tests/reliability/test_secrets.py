@@ -54,7 +54,7 @@ def secret_db(postgres):
 def test_a_local_run_writes_the_password_nowhere(postgres, secret_db, tmp_path):
     url, password, role = secret_db
     config = tmp_path / "run.yaml"
-    config.write_text(yaml.safe_dump(small_run_manifest(name="leak", symbols=("AAA", "BBB"), trials=4, workers=2)))
+    config.write_text(yaml.safe_dump(small_run_manifest(name="leak", trials=3, workers=2)))
     out = tmp_path / "out"
     env = {**os.environ, "NOVA_LOG_LEVEL": "DEBUG"}
     result = subprocess.run([sys.executable, "-m", "nova.cli", "--log-level", "DEBUG", "run", str(config),
@@ -62,7 +62,7 @@ def test_a_local_run_writes_the_password_nowhere(postgres, secret_db, tmp_path):
                             capture_output=True, env=env, timeout=360)
     assert result.returncode == 0, result.stderr[-3000:].decode(errors="replace")
     # the run really used the database: its studies are there
-    assert postgres.psql("SELECT count(*) FROM studies", database=role) == "2"
+    assert postgres.psql("SELECT count(*) FROM studies", database=role) == "1"
     needles = _forms(password)
     assert (out / "run.json").exists() and (out / "AAA.card.json").exists() and (out / "logs").is_dir()
     leaks = [f"stdout: {n!r}" for n in needles if n in result.stdout]
