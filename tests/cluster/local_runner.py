@@ -555,7 +555,10 @@ class LocalRunner:
         import kubernetes
 
         self.kubeconfig = str(kubeconfig)
-        self.api = kubernetes.config.new_client_from_config(self.kubeconfig)
+        cfg = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=self.kubeconfig, client_configuration=cfg)
+        cfg.connection_pool_maxsize = 32  # one thread per pod, plus the watch and the heartbeat
+        self.api = kubernetes.client.ApiClient(cfg)
         self.core = kubernetes.client.CoreV1Api(self.api)
         self.coord = kubernetes.client.CoordinationV1Api(self.api)
         host = self.api.configuration.host.split("://", 1)[1]

@@ -248,7 +248,11 @@ def test_native_sidecar_starts_first_and_stops_after_the_main_container(control_
                  restartPolicy="Always", volumeMounts=[{"name": "work", "mountPath": "/work/features"}])
     sidecar["command"].append("/work/features/ready")
     init = py("setup", "print('init done')")
-    main = py("trainer", "import sys, pathlib; print(pathlib.Path(sys.argv[1]).read_text())",
+    # as with kubelet, the main container starts once the sidecar has started (no startupProbe),
+    # not once it is ready: it waits for the file
+    main = py("trainer", "import sys, time, pathlib\np = pathlib.Path(sys.argv[1])\n"
+                         "for _ in range(600):\n    if p.exists(): break\n    time.sleep(0.05)\n"
+                         "print(p.read_text())",
               volumeMounts=[{"name": "work", "mountPath": "/work/features"}])
     main["command"].append("/work/features/ready")
     apply(cp, ns, local_pod("sidecar", main, init=[init, sidecar], volumes=[{"name": "work", "emptyDir": {}}]))
@@ -260,7 +264,11 @@ def test_native_sidecar_starts_first_and_stops_after_the_main_container(control_
     assert local_runner.log_path(ns, "sidecar", "prep").read_text() == "sidecar up\nsidecar got SIGTERM\n"
     inits = {s["name"]: s for s in pod["status"]["initContainerStatuses"]}
     assert inits["setup"]["state"]["terminated"]["exitCode"] == 0
-    assert "terminated" in inits["prep"]["state"]
+    main_done = pod["status"]["containerStatuses"][0]["state"]["terminated"]
+    side_done = inits["prep"]["state"]["terminated"]
+    # the sidecar was stopped (SIGTERM, which it handled with exit 0) after the main container ended
+    assert side_done["exitCode"] == 0 and side_done["finishedAt"] >= main_done["finishedAt"]
+    assert inits["setup"]["state"]["terminated"]["finishedAt"] <= main_done["startedAt"]
 
 
 def test_local_runner_honours_deletion(control_plane, local_runner, kube_namespace):
