@@ -44,10 +44,24 @@ mkdir -p "$BIN" "$STAGES" "$WORK"
 START=$(date +%s)
 log() { echo "[build.sh $(date +%H:%M:%S)] $*" >&2; }
 
+# Run a go command, printing its combined output on stdout; if it failed because the checksum
+# database (sum.golang.org) could not be reached, say so and run it again with GOSUMDB=off (the
+# fallback; the wrapper's go.sum still pins what was fetched).
+sumdb_fallback() {
+  local out rc=0
+  out="$("$@" 2>&1)" || rc=$?
+  if [[ $rc -ne 0 ]] && grep -qE 'sum\.golang\.org|verifying .*(dial|lookup|timeout|connect)' <<<"$out"; then
+    log "checksum database unreachable; retrying with GOSUMDB=off: $*"
+    out="$(GOSUMDB=off "$@" 2>&1)" && rc=0 || rc=$?
+  fi
+  printf '%s\n' "$out"
+  return $rc
+}
+
 # Fetch a module and print the path of a field of `go mod download -json` (GoMod or Dir).
 modfield() {
   local out
-  out="$("$GO" mod download -json "$1")" || { echo "$out" >&2; return 1; }
+  out="$(sumdb_fallback "$GO" mod download -json "$1")" || { echo "$out" >&2; return 1; }
   printf '%s' "$out" | sed -n "s/^[[:space:]]*\"$2\": \"\\(.*\\)\",\\{0,1\\}\$/\\1/p"
 }
 
@@ -63,7 +77,7 @@ build_etcd() {
   { echo "module nova.test/etcdbuild"; echo; go_lines "$gomod"; echo
     echo "require go.etcd.io/etcd/server/v3 v$ETCD_VERSION"; echo
     echo "tool go.etcd.io/etcd/server/v3"; } > "$d/go.mod"
-  (cd "$d" && "$GO" mod tidy >&2 &&
+  (cd "$d" && sumdb_fallback "$GO" mod tidy >&2 &&
     "${NICE[@]}" "$GO" build -p "$PAR" -trimpath \
       -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=v$ETCD_VERSION" \
       -o "$BIN/etcd" go.etcd.io/etcd/server/v3)
@@ -99,7 +113,7 @@ build_kube() {
     ld+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
     ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  (cd "$d" && "$GO" mod tidy >&2 &&
+  (cd "$d" && sumdb_fallback "$GO" mod tidy >&2 &&
     "${NICE[@]}" "$GO" build -p "$PAR" -trimpath -ldflags "$ld" -o "$BIN/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler)
@@ -111,7 +125,7 @@ build_kube() {
 build_kwok() {
   stamp_ok kwok "$KWOK_VERSION" && return 0
   log "kwok v$KWOK_VERSION"
-  (cd "$WORK" && GOBIN="$BIN" "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
+  (cd "$WORK" && GOBIN="$BIN" sumdb_fallback "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
     -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=v$KWOK_VERSION" \
     "sigs.k8s.io/kwok/cmd/kwok@v$KWOK_VERSION")
   echo "$KWOK_VERSION" > "$BIN/.kwok.version"
@@ -133,7 +147,7 @@ copy_stages() {
 build_helm() {
   stamp_ok helm "$HELM_VERSION" && return 0
   log "helm v$HELM_VERSION"
-  (cd "$WORK" && GOBIN="$BIN" "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
+  (cd "$WORK" && GOBIN="$BIN" sumdb_fallback "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
     -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=v$HELM_VERSION" \
     "helm.sh/helm/v3/cmd/helm@v$HELM_VERSION")
   echo "$HELM_VERSION" > "$BIN/.helm.version"

@@ -45,7 +45,19 @@ def control_plane(tmp_path_factory):
     try:
         yield cp
     finally:
+        pids = cp.pids()
         cp.stop()
+        left = {name: pid for name, pid in pids.items() if _alive(pid)}
+        if left:
+            raise AssertionError(f"control plane processes still alive after stop: {left}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 @pytest.fixture
