@@ -46,6 +46,34 @@ def manifest(symbols: int, bars: int, rounds: int) -> dict:
                 "gpu": {"count": 0}}}
 
 
+def shard_formats(data, folder: Path) -> dict:
+    """Write and read one symbol's shard as Parquet (snappy) and as Arrow IPC (Feather, no
+    compression): bytes on disk and seconds to load it back into the trainer's frame."""
+    import pandas as pd
+
+    from nova_trainer.dataset import to_frame
+
+    frame = to_frame(data)
+    out = {}
+    for name, write, read in (
+        ("parquet", lambda p: frame.to_parquet(p, compression="snappy"), pd.read_parquet),
+        ("feather", lambda p: frame.reset_index().to_feather(p, compression="uncompressed"), pd.read_feather),
+    ):
+        path = folder / f"shard.{name}"
+        t = time.perf_counter()
+        write(path)
+        written = time.perf_counter() - t
+        best = min(_timed(lambda: read(path)) for _ in range(3))
+        out[name] = {"bytes": path.stat().st_size, "write_s": written, "read_s": best}
+    return out
+
+
+def _timed(action) -> float:
+    t = time.perf_counter()
+    action()
+    return time.perf_counter() - t
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=8)
@@ -88,6 +116,9 @@ def main() -> None:
         prep.wait()
         sidecar = time.perf_counter() - t0
 
+    with tempfile.TemporaryDirectory() as folder:
+        formats = shard_formats(load_symbol_data(run.spec, run.spec.data.symbols[0]), Path(folder))
+
     longest = max(total_prep, total_train)
     payload = {
         "symbols": args.symbols, "bars": args.bars, "rounds": args.rounds,
@@ -96,6 +127,7 @@ def main() -> None:
         "sequential_s": sequential, "pipelined_in_process_s": pipelined, "prep_process_shared_folder_s": sidecar,
         "wall_over_max_stage": pipelined / longest,
         "sidecar_wall_over_max_stage": sidecar / longest,
+        "shard_formats": formats,
     }
     path = write_result("pipeline", payload)
     print(table(["way", "wall (s)", "wall / sum of stages", "wall / max stage"], [
@@ -103,6 +135,9 @@ def main() -> None:
         ["pipelined in-process", pipelined, pipelined / (total_prep + total_train), pipelined / longest],
         ["prep process + shared folder", sidecar, sidecar / (total_prep + total_train), sidecar / longest],
     ]))
+    print()
+    print(table(["shard format", "MB", "write (s)", "read (s)"], [
+        [k, round(v["bytes"] / 1e6, 1), v["write_s"], v["read_s"]] for k, v in formats.items()]))
     print(f"\nstages: prep {total_prep:.1f}s, train {total_train:.1f}s -> {path}")
 
 

@@ -35,7 +35,7 @@ class SpecModel(BaseModel):
     """camelCase on the wire (Kubernetes style), snake_case in Python; unknown fields refused."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=False, strict=True
     )
 
 
@@ -58,8 +58,8 @@ class DataSpec(SpecModel):
         "random market; file: CSV/Parquet; postgres: a table or query")
     symbols: list[Annotated[str, Field(pattern=SYMBOL_PATTERN, max_length=32)]] = Field(
         ..., min_length=1, max_length=500, description="Symbols, trained in this order")
-    start: dt.date | None = Field(None, description="First day (inclusive)")
-    end: dt.date | None = Field(None, description="Last day (inclusive)")
+    start: dt.date | None = Field(None, strict=False, description="First day (inclusive)")
+    end: dt.date | None = Field(None, strict=False, description="Last day (inclusive)")
     interval: Literal["1d", "1h", "15m", "5m", "1m"] = Field("1d", description="Bar interval")
     uri: str | None = Field(None, max_length=1024, description="file: a folder of <symbol>.csv|.parquet, "
                             "one long table with a 'symbol' column, or a glob")
@@ -341,7 +341,8 @@ class TrainingRunSpec(SpecModel):
 
 class Metadata(BaseModel):
     model_config = ConfigDict(extra="allow")
-    name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=63)
+    name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=50,
+                      description="At most 50 characters: child objects add suffixes such as -workers")
     namespace: str = Field("default", pattern=DNS_LABEL_PATTERN, max_length=63)
     generation: int = 1
 

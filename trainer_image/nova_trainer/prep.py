@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -90,6 +89,8 @@ def produce(run: ResolvedRun, folder: Path, max_ahead: int | None = None, stop_c
     ahead = max_ahead or run.spec.prep.max_ahead
     outcome: dict[str, str] = {}
     for symbol in symbols:
+        if stop_check():
+            raise Stop
         paths = _paths(folder, symbol)
         if paths["ready"].exists() or paths["failed"].exists() or paths["consumed"].exists():
             outcome[symbol] = "ready" if not paths["failed"].exists() else "failed (earlier)"
@@ -175,26 +176,23 @@ def consume_shards(run: ResolvedRun, folder: str | Path, delete: bool | None = N
 
 
 def cmd_prep(args) -> int:
+    """SIGTERM (or Ctrl-C) sets a flag that `produce` checks before each symbol and each wait:
+    the symbol being written is either finished or left as an invisible temp file."""
     run = load_resolved(args.config)
     folder = Path(args.out)
-    stopping = {"flag": False}
-
-    def on_term(*_):
-        stopping["flag"] = True
-        raise Stop
-
-    signal.signal(signal.SIGTERM, on_term)
+    stopping.install()
     try:
-        outcome = produce(run, folder, stop_check=lambda: stopping["flag"])
+        outcome = produce(run, folder, stop_check=stopping.requested)
         failed = {s: o for s, o in outcome.items() if o != "ready"}
         print(f"prep: {len(outcome) - len(failed)} symbol(s) ready, {len(failed)} failed", flush=True)
-        while args.linger:  # a native sidecar must not exit before the trainer does
-            signal.pause()
-    except Stop:
-        for tmp in folder.glob(".*.tmp"):
-            tmp.unlink(missing_ok=True)
-        log.info("prep: stopped by SIGTERM")
-        return 0
+        while args.linger and not stopping.requested():  # a native sidecar must outlive the trainer
+            time.sleep(0.5)
+    except (Stop, KeyboardInterrupt):
+        pass
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    if stopping.requested():
+        log.info("prep: stopped by signal")
     return 0
 
 
