@@ -76,8 +76,9 @@ def test_operator_run_leaks_no_password(control_plane, crd_api, kube_namespace, 
     readable["operator log"] = log.read_text()
     assert "StorageUnavailable" in readable["trainingruns"] and "127.0.0.1:1" in readable["trainingruns"]
     assert "good-config" in readable["configmaps"] and readable["events"].count("involvedObject") > 0
-    forms = [password, urllib.parse.quote(password, safe=""), base64.b64encode(password.encode()).decode()]
+    forms = [password, urllib.parse.quote(password, safe=""), base64.b64encode(password.encode()).decode(),
+             *(base64.b64encode(u.encode()).decode() for u in (good, down))]
     # positive control: the grep finds the password where it legitimately is (the Secret, base64)
-    assert forms[2] in control_plane.kubectl("-n", ns, "get", "secret", "down", "-o", "yaml").stdout
+    assert forms[-1] in control_plane.kubectl("-n", ns, "get", "secret", "down", "-o", "yaml").stdout
     leaks = [f"{where}: {form}" for where, text in readable.items() for form in forms if form in text]
     assert not leaks, leaks
