@@ -138,7 +138,8 @@ def _set_pdeathsig() -> None:  # runs in the child between fork and exec
 # --------------------------------------------------------------------------------------- certificates
 
 def _write_pki(d: Path) -> dict[str, Path]:
-    """CA, API serving cert, admin client cert (group system:masters), service-account key pair."""
+    """CA, API serving cert, admin client cert (group system:masters), front-proxy CA and client
+    cert (request-header authentication, as kubeadm sets up), service-account key pair."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -161,22 +162,26 @@ def _write_pki(d: Path) -> dict[str, Path]:
         path.write_bytes(c.public_bytes(serialization.Encoding.PEM))
         return path
 
-    ca_key = key()
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "nova-test-ca")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name).public_key(ca_key.public_key())
-          .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(later)
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    def make_ca(cn: str):
+        k = key()
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(k.public_key())
+                .serial_number(x509.random_serial_number()).not_valid_before(now).not_valid_after(later)
+                .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+                .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                             content_commitment=False, key_encipherment=False,
+                                             data_encipherment=False, key_agreement=False, encipher_only=False,
+                                             decipher_only=False), critical=True)
+                .add_extension(x509.SubjectKeyIdentifier.from_public_key(k.public_key()), critical=False)
+                .sign(k, hashes.SHA256()))
+        return k, cert
 
-    def leaf(cn: str, orgs: list[str], usage, sans=None):
+    def leaf(ca, cn: str, orgs: list[str], usage, sans=None):
+        ca_key, ca_cert = ca
         k = key()
         names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
         names.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-        b = (x509.CertificateBuilder().subject_name(x509.Name(names)).issuer_name(ca_name)
+        b = (x509.CertificateBuilder().subject_name(x509.Name(names)).issuer_name(ca_cert.subject)
              .public_key(k.public_key()).serial_number(x509.random_serial_number())
              .not_valid_before(now).not_valid_after(later)
              .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
@@ -186,20 +191,26 @@ def _write_pki(d: Path) -> dict[str, Path]:
             b = b.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return k, b.sign(ca_key, hashes.SHA256())
 
+    ca = make_ca("nova-test-ca")
+    front_proxy_ca = make_ca("nova-test-front-proxy-ca")  # request-header auth (aggregation layer)
     dns = ["localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
            "kubernetes.default.svc.cluster.local"]
     ips = ["127.0.0.1", SERVICE_IP]
-    serving_key, serving = leaf("kube-apiserver", [], ExtendedKeyUsageOID.SERVER_AUTH,
+    serving_key, serving = leaf(ca, "kube-apiserver", [], ExtendedKeyUsageOID.SERVER_AUTH,
                                 [x509.DNSName(n) for n in dns] + [x509.IPAddress(ipaddress.ip_address(i)) for i in ips])
-    admin_key, admin = leaf("nova-admin", ["system:masters"], ExtendedKeyUsageOID.CLIENT_AUTH)
+    admin_key, admin = leaf(ca, "nova-admin", ["system:masters"], ExtendedKeyUsageOID.CLIENT_AUTH)
+    proxy_key, proxy = leaf(front_proxy_ca, "front-proxy-client", [], ExtendedKeyUsageOID.CLIENT_AUTH)
     sa_key = key()
     sa_pub = d / "sa.pub"
     sa_pub.write_bytes(sa_key.public_key().public_bytes(serialization.Encoding.PEM,
                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
     return {
-        "ca": write_cert(ca, d / "ca.crt"), "ca_key": write_key(ca_key, d / "ca.key"),
+        "ca": write_cert(ca[1], d / "ca.crt"), "ca_key": write_key(ca[0], d / "ca.key"),
         "serving": write_cert(serving, d / "apiserver.crt"), "serving_key": write_key(serving_key, d / "apiserver.key"),
         "admin": write_cert(admin, d / "admin.crt"), "admin_key": write_key(admin_key, d / "admin.key"),
+        "front_proxy_ca": write_cert(front_proxy_ca[1], d / "front-proxy-ca.crt"),
+        "front_proxy": write_cert(proxy, d / "front-proxy-client.crt"),
+        "front_proxy_key": write_key(proxy_key, d / "front-proxy-client.key"),
         "sa_key": write_key(sa_key, d / "sa.key"), "sa_pub": sa_pub,
     }
 
@@ -451,6 +462,10 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
             f"--secure-port={ports['apiserver']}", f"--cert-dir={work / 'apiserver-certs'}",
             f"--tls-cert-file={pki['serving']}", f"--tls-private-key-file={pki['serving_key']}",
             f"--client-ca-file={pki['ca']}",
+            f"--requestheader-client-ca-file={pki['front_proxy_ca']}", "--requestheader-allowed-names=front-proxy-client",
+            "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
+            "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+            f"--proxy-client-cert-file={pki['front_proxy']}", f"--proxy-client-key-file={pki['front_proxy_key']}",
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki['sa_pub']}", f"--service-account-signing-key-file={pki['sa_key']}",
             "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
