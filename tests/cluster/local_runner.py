@@ -102,6 +102,7 @@ class Proc:
     message: str | None = None
     restarts: int = 0
     waiting_reason: str = "ContainerCreating"
+    waiting_message: str | None = None
 
     def status(self, spec: dict, ready_when_running: bool = True) -> dict:
         s = {"name": self.name, "image": spec.get("image") or "local", "imageID": "",
@@ -120,6 +121,8 @@ class Proc:
             s["started"] = True
         else:
             s["state"] = {"waiting": {"reason": self.waiting_reason}}
+            if self.waiting_message:
+                s["state"]["waiting"]["message"] = self.waiting_message
         if s["containerID"] is None:
             del s["containerID"]
         return s
@@ -187,9 +190,13 @@ class PodWorker:
             try:
                 self.prepare_volumes()
                 break
-            except PodSetupError as exc:
-                self.report(message=str(exc), reason="FailedMount")
+            except PodSetupError as exc:  # kubelet: an event FailedMount, containers stay ContainerCreating
+                for proc in list(self.init.values()) + list(self.main.values()):
+                    proc.waiting_message = f"MountVolume.SetUp failed: {exc}"
+                self.report()
                 self.stop_event.wait(1.0)
+        for proc in list(self.init.values()) + list(self.main.values()):
+            proc.waiting_message = None
         restart_policy = spec.get("restartPolicy", "Always")
         # init containers: sidecars start and stay; regular ones run to completion, in order
         for c in spec.get("initContainers") or []:
@@ -204,6 +211,8 @@ class PodWorker:
                 self.start_container(c, proc)
                 self.report()
                 self.wait_proc(proc)
+                if self.stop_event.is_set():
+                    return
                 self.report()
                 if proc.exit_code == 0:
                     break
@@ -301,9 +310,18 @@ class PodWorker:
     def start_container(self, c: dict, proc: Proc) -> None:
         proc.exit_code = proc.reason = proc.message = proc.finished_at = None
         proc.popen = None
+        while True:  # as kubelet: a missing ConfigMap/Secret (key) keeps the container waiting, retried
+            try:
+                env = self.container_env(c)
+                break
+            except PodSetupError as exc:
+                proc.waiting_reason, proc.waiting_message = "CreateContainerConfigError", str(exc)
+                self.report()
+                if self.stop_event.wait(1.0):
+                    return
+        proc.waiting_message = None
         proc.started_at = now()
         try:
-            env = self.container_env(c)
             mounts = self.mounts_by_container.get(c["name"], {})
             argv = [self.remap(_expand(a, env), mounts) for a in (c.get("command") or []) + (c.get("args") or [])]
             if not c.get("command"):
@@ -321,7 +339,7 @@ class PodWorker:
             finally:
                 logf.close()
             self.runner.pids.add(proc.popen.pid)
-        except (OSError, PodSetupError, KeyError, ValueError) as exc:
+        except (OSError, KeyError, ValueError) as exc:
             proc.exit_code, proc.reason, proc.message = 128, "StartError", str(exc)
             proc.finished_at = now()
             with open(self.runner.log_path(self.ns, self.name, c["name"]), "a") as f:
@@ -523,12 +541,8 @@ class PodWorker:
                                cond("PodScheduled", True)],
                 "containerStatuses": main, "initContainerStatuses": init,
             }
-            if message:
-                status["message"] = message
-                status["reason"] = reason
-            else:
-                status["message"] = None
-                status["reason"] = None
+            status["message"] = message
+            status["reason"] = reason
             self.runner.patch_status(self, status)
 
 

@@ -183,6 +183,24 @@ def test_local_runner_failed_init_container_fails_the_pod(control_plane, local_r
     assert not local_runner.log_path(ns, "init-fails", "main").exists()  # never started
 
 
+def test_local_runner_waits_for_a_missing_secret_like_kubelet(control_plane, local_runner, kube_namespace):
+    cp, ns = control_plane, kube_namespace
+    main = py("main", "import os; print(os.environ['URL'])",
+              env=[{"name": "URL", "valueFrom": {"secretKeyRef": {"name": "later", "key": "url"}}}])
+    apply(cp, ns, local_pod("waits", main))
+
+    def waiting():
+        st = get(cp, "-n", ns, "pod", "waits")["status"]
+        w = (st.get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
+        return st if w.get("reason") == "CreateContainerConfigError" and "later" in w.get("message", "") else None
+    st = wait_for(waiting, "CreateContainerConfigError")
+    assert st["phase"] == "Pending"
+    cp.kubectl("create", "-n", ns, "secret", "generic", "later", "--from-literal=url=pg://now")
+    pod = wait_for(lambda: finished(cp, ns, "waits"), "the pod to run once the Secret exists")
+    assert pod["status"]["phase"] == "Succeeded"
+    assert local_runner.log_path(ns, "waits", "main").read_text() == "pg://now\n"
+
+
 def test_local_runner_restarts_on_failure(control_plane, local_runner, kube_namespace):
     cp, ns = control_plane, kube_namespace
     code = ("import pathlib, sys; p = pathlib.Path('/data/count'); n = int(p.read_text()) if p.exists() else 0; "
