@@ -1,6 +1,6 @@
 """Pruning pays: the same 40-trial study with and without the median pruner.
 
-Same data (synthetic, 3000 daily bars, default features), same sampler seed, one worker, no early
+Same data (synthetic, 1600 daily bars, the minimal feature set), same sampler seed, one worker, no early
 stopping (so every round a trial spends is visible). Reports boosting rounds spent, wall time and
 the best value of each. The metric is AUC (maximize): `best_value_rel_diff` is
 (best without pruning - best with pruning) / best without pruning, positive when pruning lost.
@@ -32,9 +32,10 @@ from nova_trainer.tuning.worker import tune_symbol  # noqa: E402
 def manifest(pruner: str, trials: int) -> dict:
     return {"apiVersion": "nova.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": f"prune-{pruner}"},
             "spec": {
-                "data": {"source": "synthetic", "symbols": ["BENCH"], "bars": 3000, "seed": 5},
-                "validation": {"walkForward": {"folds": 3, "testSize": 150, "gap": 1, "minTrainSize": 800}},
-                "model": {"numBoostRound": 150, "earlyStoppingRounds": None, "nthread": 2},
+                "data": {"source": "synthetic", "symbols": ["BENCH"], "bars": 1600, "seed": 5},
+                "features": {"set": "minimal"},
+                "validation": {"walkForward": {"folds": 3, "testSize": 120, "gap": 1, "minTrainSize": 600}},
+                "model": {"numBoostRound": 100, "earlyStoppingRounds": None, "nthread": 1},
                 "tuning": {"trials": trials, "metric": "auc", "sampler": {"type": "tpe", "seed": 1},
                            "pruner": {"type": pruner, "warmupSteps": 10, "startupTrials": 5}},
                 "gpu": {"count": 0}}}
