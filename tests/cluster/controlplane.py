@@ -130,9 +130,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: no dlopen between fork and exec
+
+
 def _set_pdeathsig() -> None:  # runs in the child between fork and exec
-    libc = ctypes.CDLL("libc.so.6", use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the thread that started us
 
 
 # --------------------------------------------------------------------------------------- certificates

@@ -79,8 +79,11 @@ def _micro_now() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _set_pdeathsig() -> None:
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+_LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: no dlopen between fork and exec
+
+
+def _set_pdeathsig() -> None:  # runs in the child between fork and exec
+    _LIBC.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the thread that started us
 
 
 def _exit_code(returncode: int) -> int:
