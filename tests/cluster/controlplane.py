@@ -426,8 +426,11 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
     if not binaries_present(bins):
         raise ControlPlaneError(f"control plane binaries missing in {bins}: run {BUILD_SCRIPT}")
     started = time.monotonic()
+    _remove_stale_workdirs()
     work = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="nova-k8s-"))
     (work / "logs").mkdir(parents=True, exist_ok=True)
+    if not detach:  # a later start removes this folder if we die without stop() (SIGKILL)
+        (work / "owner.pid").write_text(str(os.getpid()))
     pki = _write_pki(work / "pki")
     ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
              "controller-manager": free_port(), "scheduler": free_port()}
@@ -531,6 +534,17 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
     return cp
 
 
+def _remove_stale_workdirs() -> None:
+    """Folders of control planes whose owning process died without stop() (their children died with it)."""
+    for owner in Path(tempfile.gettempdir()).glob("nova-k8s-*/owner.pid"):
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            shutil.rmtree(owner.parent, ignore_errors=True)
+
+
 def _wait_healthz(cp: ControlPlane, name: str, port: int, deadline: float) -> None:
     ctx = ssl._create_unverified_context()  # its serving cert is self-signed by the component itself
     while True:
@@ -558,6 +572,8 @@ def _pid_alive(pid: int) -> bool:
         return True
     except ProcessLookupError:
         return False
+    except PermissionError:  # someone else's process
+        return True
 
 
 def down() -> bool:
