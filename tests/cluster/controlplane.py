@@ -125,9 +125,19 @@ def find_kubectl() -> str:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open together while they are picked)."""
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: no dlopen between fork and exec
@@ -432,8 +442,7 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
     if not detach:  # a later start removes this folder if we die without stop() (SIGKILL)
         (work / "owner.pid").write_text(str(os.getpid()))
     pki = _write_pki(work / "pki")
-    ports = {"etcd": free_port(), "etcd-peer": free_port(), "apiserver": free_port(),
-             "controller-manager": free_port(), "scheduler": free_port()}
+    ports = dict(zip(("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler"), free_ports(5)))
     api_url = f"https://127.0.0.1:{ports['apiserver']}"
     kubeconfig = work / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
