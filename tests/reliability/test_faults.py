@@ -107,3 +107,37 @@ def test_storage_unreachable_at_start_then_recovers(postgres, pg_url, tmp_path):
         assert "nova-test-pw" not in stderr and "Traceback" not in stderr
     assert proxy.connections > 0
     _check_budget(config, pg_url, "AAA", trials=5, workers=2)
+
+
+def test_a_live_worker_whose_trial_is_failed_as_stale_carries_on(pg_url, tmp_path):
+    """A worker starved of CPU for longer than graceSeconds (seen with 50 workers on 2 cores) finds
+    that another worker has failed its running trial as stale and queued the retry. It must drop
+    that trial and carry on, not crash with "Cannot tell a FAIL trial"; the retry is run and the
+    budget is met."""
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    from optuna.trial import TrialState
+
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(small_run_manifest(
+        name="stale", trials=4, workers=1, model={"numBoostRound": 400, "earlyStoppingRounds": None})))
+    worker = _tune(config, pg_url, 0, tmp_path / "out")
+    deadline = time.monotonic() + 120
+    victim = None
+    while victim is None:
+        assert time.monotonic() < deadline and worker.poll() is None, "the worker never started a trial"
+        try:
+            study = _study(config, pg_url, "AAA")
+            victim = next((t for t in study.get_trials(deepcopy=False) if t.state == TrialState.RUNNING), None)
+        except KeyError:
+            pass
+        time.sleep(0.1)
+    # what another worker's fail_stale_trials does: FAIL the trial, then queue its retry
+    study._storage.set_trial_state_values(victim._trial_id, state=TrialState.FAIL)
+    RetryHeartbeatStaleTrialCallback(max_retry=1)(study, study._storage.get_trial(victim._trial_id))
+    stdout, stderr = worker.communicate(timeout=300)
+    assert worker.returncode == 0, stderr[-3000:]
+    assert "was failed as stale by another worker" in stderr, stderr[-3000:]
+    trials = _study(config, pg_url, "AAA").get_trials(deepcopy=False)
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == victim.number]
+    assert retried and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    _check_budget(config, pg_url, "AAA", trials=4, workers=1)

@@ -97,7 +97,16 @@ def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialS
             trial.set_user_attr("error", f"{type(exc).__name__}: {str(exc)[:300]}")
             raise
 
-    study.optimize(recorded, n_trials=1, catch=(Exception,), gc_after_trial=False)
+    try:
+        study.optimize(recorded, n_trials=1, catch=(Exception,), gc_after_trial=False)
+    except ValueError as exc:
+        # Another worker found this trial's heartbeat stale (this process was starved of CPU for
+        # longer than graceSeconds), failed it and queued its retry: nothing is lost, carry on.
+        if not str(exc).startswith("Cannot tell a"):
+            raise
+        log.warning("%s: a trial running here was failed as stale by another worker (%s); its retry is "
+                    "queued", study.study_name, exc)
+        return optuna.trial.TrialState.FAIL
     trials = study.get_trials(deepcopy=False)
     return trials[-1].state if trials else optuna.trial.TrialState.FAIL
 

@@ -1,0 +1,120 @@
+"""Many workers on one study against PostgreSQL: peak database connections and errors.
+
+N real `nova-trainer tune` processes (the command a worker pod runs) join one study on a real
+PostgreSQL (Debian's server, started here on loopback, max_connections=300) and run tiny trials
+until the study holds its budget. A sampler counts the study database's connections in
+`pg_stat_activity` every 0.1 s. Reported: peak and mean connections, connections per worker,
+worker exit codes, errors in the workers' logs, FAIL trials, the budget against what was run
+(overshoot bound: workers - 1), trials left RUNNING.
+
+    python bench/load.py [--workers 50] [--trials 150]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write_result  # noqa: E402
+
+from nova.config import load_resolved  # noqa: E402
+from nova_trainer.tuning.budget import progress  # noqa: E402
+from nova_trainer.tuning.storage import open_storage  # noqa: E402
+from nova_trainer.tuning.study import open_study  # noqa: E402
+from tests.conftest import small_run_manifest  # noqa: E402
+from tests.support.postgres import start_postgres  # noqa: E402
+
+ERROR_PATTERNS = ("Traceback", "too many clients", "ERROR", "error:", "OperationalError")
+
+
+def sampler(pg, database: str, stop: threading.Event, samples: list[int]) -> None:
+    import psycopg
+
+    with psycopg.connect(host=str(pg.data_dir), port=pg.port, user="postgres", dbname="postgres",
+                         autocommit=True) as conn:
+        while not stop.is_set():
+            (n,), = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
+            samples.append(int(n))
+            stop.wait(0.1)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workers", type=int, default=50)
+    parser.add_argument("--trials", type=int, default=150)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+
+    pg = start_postgres()
+    work = Path(tempfile.mkdtemp(prefix="nova-load-"))
+    try:
+        url = pg.create_database("load")
+        manifest = small_run_manifest(name="load", trials=args.trials, workers=args.workers,
+                                      model={"numBoostRound": 10, "earlyStoppingRounds": None})
+        config = work / "run.yaml"
+        config.write_text(yaml.safe_dump(manifest))
+        run = load_resolved(config)
+        open_study(run, "AAA", open_storage(url, 1, 4))  # studies first, as the operator does
+        samples: list[int] = []
+        stop = threading.Event()
+        t_sampler = threading.Thread(target=sampler, args=(pg, "load", stop, samples), daemon=True)
+        t_sampler.start()
+        env = {**os.environ, "NOVA_STORAGE_URL": url, "OMP_NUM_THREADS": "1"}
+        t0 = time.monotonic()
+        procs = []
+        for i in range(args.workers):
+            log = open(work / f"worker-{i}.log", "w")  # noqa: SIM115
+            procs.append(subprocess.Popen([sys.executable, "-m", "nova_trainer.cli", "tune", "--config", str(config),
+                                           "--worker", str(i), "--out", str(work / "out")],
+                                          env=env, stdout=log, stderr=subprocess.STDOUT))
+        codes = [p.wait(timeout=3600) for p in procs]
+        wall = time.monotonic() - t0
+        stop.set()
+        t_sampler.join(5)
+        logs = [(work / f"worker-{i}.log").read_text(errors="replace") for i in range(args.workers)]
+        errors = {pat: sum(text.count(pat) for text in logs) for pat in ERROR_PATTERNS}
+        first_errors = [line for text in logs for line in text.splitlines()
+                        if any(p in line for p in ERROR_PATTERNS)][:5]
+        retries = sum(len(re.findall(r"retry \d+/\d+", text)) for text in logs)
+        p = progress(__import__("optuna").load_study(study_name=run.study_name("AAA"),
+                                                     storage=open_storage(url, 1, 4)))
+        max_connections = int(pg.psql("SHOW max_connections"))
+    finally:
+        pg.destroy()
+    result = {
+        "workers": args.workers, "trials_budget": args.trials, "wall_seconds": round(wall, 1),
+        "worker_exit_codes": {str(c): codes.count(c) for c in sorted(set(codes))},
+        "db_connections": {"peak": max(samples), "mean": round(sum(samples) / len(samples), 1),
+                           "samples": len(samples), "peak_per_worker": round(max(samples) / args.workers, 2),
+                           "max_connections": max_connections},
+        "errors_in_logs": errors, "first_error_lines": first_errors, "storage_retries_logged": retries,
+        "study": {"complete": p.complete, "pruned": p.pruned, "failed": p.failed, "running": p.running,
+                  "waiting": p.waiting, "finished": p.finished,
+                  "overshoot": p.finished - args.trials, "overshoot_bound": args.workers - 1},
+        "storage_proxy": "none (the Helm chart with the gRPC storage proxy is not in the repository yet)",
+    }
+    print(table(["workers", "budget", "finished", "overshoot", "running left", "peak conns", "mean conns",
+                 "exit codes", "wall s"],
+                [[args.workers, args.trials, p.finished, p.finished - args.trials, p.running, max(samples),
+                  result["db_connections"]["mean"], result["worker_exit_codes"], result["wall_seconds"]]]))
+    if not args.no_write:
+        print(f"wrote {write_result('load', result)}")
+    ok = (set(codes) == {0} and p.running == 0 and 0 <= p.finished - args.trials <= args.workers - 1
+          and errors["too many clients"] == 0)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
