@@ -1,173 +1,64 @@
-"""Fixtures for the operator's cluster tests.
+"""Fixtures for the operator's cluster tests, on the real control plane of tests/cluster
+(etcd, kube-apiserver, kube-controller-manager, kube-scheduler built from upstream, kwok nodes:
+two CPU and two with `nvidia.com/gpu` capacity) and a real PostgreSQL (the root conftest's).
 
-When the control-plane harness (`tests/cluster/fixtures.py`: `control_plane`, `kube_namespace`,
-kwok nodes) is present, the root conftest registers it and these tests use it. Until then, a
-minimal stand-in below starts the same upstream binaries (etcd, kube-apiserver,
-kube-controller-manager, kube-scheduler) from $NOVA_KUBE_BIN_DIR on loopback, and the tests skip
-when those binaries are absent. Nothing here mocks the API server.
-"""
+- ``kube``: a kubernetes client with the CRD applied and Established.
+- ``operator``: ``nova-operator`` as a real subprocess watching the test's namespace (so a kill is
+  a real kill and a restart a real restart).
+- ``e2e_runner``: a local-runner node of this package's own (see :func:`e2e_runner`), where pods
+  really run: `nova-trainer prep|tune|refit` as local processes.
+
+Nothing here mocks the API server."""
 
 from __future__ import annotations
 
-import importlib.util
-import itertools
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.cluster import controlplane
+from tests.cluster import local_runner as lr
+from tests.cluster.fixtures import LOCAL_RUNNER_TOLERATION
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "nova.dev_trainingruns.yaml"
-
-
-def _harness_present() -> bool:
-    try:
-        return importlib.util.find_spec("tests.cluster.fixtures") is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class StandInControlPlane:
-    kubeconfig: Path
-    workdir: Path
-    procs: list[subprocess.Popen]
-
-    def stop(self) -> None:
-        for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in reversed(self.procs):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-
-
-def _bin_dir() -> Path | None:
-    for candidate in (os.environ.get("NOVA_KUBE_BIN_DIR"), Path.home() / ".cache" / "nova" / "bin"):
-        if candidate and all((Path(candidate) / b).exists() for b in
-                             ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")):
-            return Path(candidate)
-    return None
-
-
-def _start_stand_in(bins: Path) -> StandInControlPlane:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    work = Path(tempfile.mkdtemp(prefix="nova-cp-"))
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    (work / "sa.key").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                    serialization.NoEncryption()))
-    (work / "sa.pub").write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                                serialization.PublicFormat.SubjectPublicKeyInfo))
-    token = uuid.uuid4().hex
-    (work / "tokens.csv").write_text(f"{token},admin,admin,system:masters\n")
-    etcd_port, peer_port, api_port = _free_port(), _free_port(), _free_port()
-    logs = work / "logs"
-    logs.mkdir()
-    procs: list[subprocess.Popen] = []
-
-    def start(name: str, *argv: str) -> None:
-        out = open(logs / f"{name}.log", "w")  # noqa: SIM115 - lives as long as the process
-        procs.append(subprocess.Popen([str(bins / name), *argv], stdout=out, stderr=subprocess.STDOUT))
-
-    start("etcd", f"--data-dir={work / 'etcd'}", f"--listen-client-urls=http://127.0.0.1:{etcd_port}",
-          f"--advertise-client-urls=http://127.0.0.1:{etcd_port}", f"--listen-peer-urls=http://127.0.0.1:{peer_port}",
-          f"--initial-advertise-peer-urls=http://127.0.0.1:{peer_port}",
-          f"--initial-cluster=default=http://127.0.0.1:{peer_port}", "--unsafe-no-fsync")
-    start("kube-apiserver", f"--etcd-servers=http://127.0.0.1:{etcd_port}", "--bind-address=127.0.0.1",
-          f"--secure-port={api_port}", f"--cert-dir={work / 'certs'}", f"--token-auth-file={work / 'tokens.csv'}",
-          "--authorization-mode=RBAC", "--service-account-issuer=https://kubernetes.default.svc",
-          f"--service-account-key-file={work / 'sa.pub'}", f"--service-account-signing-key-file={work / 'sa.key'}",
-          "--service-cluster-ip-range=10.96.0.0/16", "--advertise-address=127.0.0.1")
-    kubeconfig = work / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "nova",
-        "clusters": [{"name": "nova", "cluster": {"server": f"https://127.0.0.1:{api_port}",
-                                                  "insecure-skip-tls-verify": True}}],
-        "users": [{"name": "admin", "user": {"token": token}}],
-        "contexts": [{"name": "nova", "context": {"cluster": "nova", "user": "admin"}}]}))
-    cp = StandInControlPlane(kubeconfig, work, procs)
-    deadline = time.monotonic() + 90
-    while subprocess.run(["kubectl", f"--kubeconfig={kubeconfig}", "get", "--raw", "/readyz"],
-                         capture_output=True).returncode != 0:
-        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
-            cp.stop()
-            raise RuntimeError(f"the control plane did not start; logs in {logs}")
-        time.sleep(0.5)
-    # no kubelets: node lifecycle would taint the hand-made nodes unreachable after 40 s
-    start("kube-controller-manager", f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-          "--controllers=*,-nodelifecycle", f"--service-account-private-key-file={work / 'sa.key'}",
-          "--bind-address=127.0.0.1", f"--secure-port={_free_port()}")
-    start("kube-scheduler", f"--kubeconfig={kubeconfig}", "--leader-elect=false", "--bind-address=127.0.0.1",
-          f"--secure-port={_free_port()}")
-    return cp
-
-
-if not _harness_present():
-    _ns_counter = itertools.count()
-
-    @pytest.fixture(scope="session")
-    def control_plane():
-        bins = _bin_dir()
-        if bins is None:
-            pytest.skip("control-plane binaries not built: set NOVA_KUBE_BIN_DIR to a folder with etcd, "
-                        "kube-apiserver, kube-controller-manager and kube-scheduler (tests/cluster builds them)")
-        cp = _start_stand_in(bins)
-        yield cp
-        cp.stop()
-        shutil.rmtree(cp.workdir, ignore_errors=True)
-
-    @pytest.fixture
-    def kube_namespace(control_plane):
-        name = f"t{os.getpid() % 10000}-{next(_ns_counter)}"
-        subprocess.run(["kubectl", f"--kubeconfig={control_plane.kubeconfig}", "create", "namespace", name],
-                       check=True, capture_output=True)
-        yield name
-        subprocess.run(["kubectl", f"--kubeconfig={control_plane.kubeconfig}", "delete", "namespace", name,
-                        "--wait=false"], capture_output=True)
+E2E_NODE = "nova-e2e-runner"
+ON_E2E_NODE = {"nodeSelector": {"kubernetes.io/hostname": E2E_NODE}, "tolerations": [LOCAL_RUNNER_TOLERATION]}
+TERMINATION_MESSAGE_LIMIT = 4096  # kubelet's cap on a termination message
 
 
 @pytest.fixture(scope="session")
-def operator_pg():
-    """A real PostgreSQL for the studies (one server per session)."""
-    from tests.support.postgres import start_postgres
-
-    server = start_postgres()
-    yield server
-    server.destroy()
+def operator_pg(postgres):
+    """The session's PostgreSQL (tests/conftest.py); each test makes its own database."""
+    return postgres
 
 
 @pytest.fixture
 def kube(control_plane, monkeypatch):
     """A kubernetes client on the test control plane, with the CRD applied and established."""
-    import kubernetes
-
     monkeypatch.setenv("KUBECONFIG", str(control_plane.kubeconfig))
-    subprocess.run(["kubectl", f"--kubeconfig={control_plane.kubeconfig}", "apply", "--server-side",
-                    "--force-conflicts", "-f", str(CRD_FILE)], check=True, capture_output=True)
-    subprocess.run(["kubectl", f"--kubeconfig={control_plane.kubeconfig}", "wait", "--for=condition=Established",
-                    "crd/trainingruns.nova.dev", "--timeout=60s"], check=True, capture_output=True)
-    client = kubernetes.config.new_client_from_config(str(control_plane.kubeconfig))
-    return client
+    apply_crd(control_plane)
+    return control_plane.api_client()
+
+
+def apply_crd(control_plane) -> None:
+    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE), timeout=120)
+    control_plane.kubectl("wait", "--for=condition=Established", "crd/trainingruns.nova.dev", "--timeout=60s",
+                          timeout=90)
+
+
+def operator_command() -> list[str]:
+    """The console script of this virtualenv, as a user runs it."""
+    script = Path(sys.executable).parent / "nova-operator"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "nova_operator.main"]
 
 
 @dataclass
@@ -175,19 +66,25 @@ class Operator:
     """`nova-operator` as a real subprocess, so a restart is a real restart."""
 
     kubeconfig: Path
-    namespace: str
+    namespaces: list[str]
     env: dict[str, str]
+    status_interval: float = 1
     proc: subprocess.Popen | None = None
     log: Path | None = None
 
     def start(self) -> Operator:
         self.log = Path(tempfile.mkstemp(prefix="nova-operator-", suffix=".log")[1])
-        out = open(self.log, "a")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "nova_operator.main", "-n", self.namespace,
-                                      "--status-interval", "1"],
+        out = open(self.log, "a")  # noqa: SIM115 - lives as long as the process
+        args = [a for ns in self.namespaces for a in ("-n", ns)] or ["-A"]
+        self.proc = subprocess.Popen([*operator_command(), *args, "--status-interval", str(self.status_interval)],
                                      env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
                                      stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        out.close()
         return self
+
+    @property
+    def namespace(self) -> str:
+        return self.namespaces[0]
 
     def kill(self) -> None:
         """SIGKILL: no graceful shutdown, as when a node dies under the operator."""
@@ -199,12 +96,13 @@ class Operator:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
-                self.proc.wait(timeout=20)
+                self.proc.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
+                self.proc.wait(timeout=20)
 
     def output(self) -> str:
-        return self.log.read_text() if self.log else ""
+        return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
 
 @pytest.fixture
@@ -212,7 +110,7 @@ def operator(control_plane, kube, kube_namespace):
     ops: list[Operator] = []
 
     def make(**env: str) -> Operator:
-        op = Operator(control_plane.kubeconfig, kube_namespace,
+        op = Operator(control_plane.kubeconfig, [kube_namespace],
                       {"NOVA_TRAINER_IMAGE": "nova-trainer:test", **env}).start()
         ops.append(op)
         return op
@@ -220,3 +118,87 @@ def operator(control_plane, kube, kube_namespace):
     yield make
     for op in ops:
         op.stop()
+        if op.log:
+            op.log.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------- the e2e runner node
+class _TerminationMessages(lr.PodWorker):
+    """What tests/cluster/local_runner.py does not do yet and the refit needs: kubelet's
+    terminationMessagePath (a file the container writes, read back into the terminated state's
+    message) and terminationMessagePolicy FallbackToLogsOnError (the log's tail when the container
+    failed without a message). Only for runners that ask (``termination_messages = True``); the
+    path is rewritten like a mount path, so nothing is written to this machine's /dev."""
+
+    def _enabled(self) -> bool:
+        return bool(getattr(self.runner, "termination_messages", False))
+
+    def _message_file(self, name: str) -> Path:
+        return self.dir / "termination" / name
+
+    def prepare_volumes(self) -> None:
+        super().prepare_volumes()
+        if not self._enabled():
+            return
+        for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
+            f = self._message_file(c["name"])
+            f.parent.mkdir(parents=True, exist_ok=True)
+            f.touch()
+            path = c.get("terminationMessagePath") or "/dev/termination-log"
+            self.mounts_by_container.setdefault(c["name"], {})[path] = str(f)
+
+    def record_exit(self, proc: lr.Proc) -> None:
+        super().record_exit(proc)
+        if not self._enabled() or proc.exit_code is None or proc.message:
+            return
+        f = self._message_file(proc.name)
+        message = f.read_text(errors="replace")[-TERMINATION_MESSAGE_LIMIT:] if f.exists() else ""
+        if not message.strip() and proc.exit_code != 0 and self._policy(proc.name) == "FallbackToLogsOnError":
+            log = self.runner.log_path(self.ns, self.name, proc.name)
+            lines = log.read_text(errors="replace").splitlines()[-80:] if log.exists() else []
+            message = "\n".join(lines)[-2048:]
+        proc.message = message or None
+
+    def _policy(self, name: str) -> str:
+        for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
+            if c["name"] == name:
+                return c.get("terminationMessagePolicy") or "File"
+        return "File"
+
+
+_patch_lock = threading.Lock()
+
+
+@pytest.fixture(scope="session")
+def e2e_runner(control_plane):
+    """A local-runner node of our own, `nova-e2e-runner` (pods select it by hostname and tolerate
+    the local-runner taint), rooted outside /tmp.
+
+    Why not the session's `local_runner`: its folders live under pytest's /tmp, and the runner
+    rewrites mount paths one after another, so a path already rewritten into /tmp/pytest-.../X is
+    rewritten again by the worker pods' own `/tmp` emptyDir mount (restricted pods mount one for
+    their read-only root filesystem). Its pods also get termination messages (see
+    _TerminationMessages): the refit reports its summary that way."""
+    root = Path(tempfile.mkdtemp(prefix="e2e-runner-", dir=controlplane.cache_dir().parent))
+    with _patch_lock:
+        original = lr.PodWorker
+        lr.PodWorker = _TerminationMessages  # LocalRunner.sync builds pods' workers from this name
+    runner = lr.LocalRunner(control_plane.kubeconfig, root, node_name=E2E_NODE,
+                            pass_env=("PYTHONPATH", "LANG", "LC_ALL", "TZ", "NOVA_CACHE"))
+    runner.termination_messages = True
+    runner.start()
+    try:
+        control_plane.wait_nodes_ready([E2E_NODE], timeout=60)
+        yield runner
+    finally:
+        runner.stop(delete_node=True)
+        with _patch_lock:
+            lr.PodWorker = original
+        left = runner.alive_pids()
+        for pid in left:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        shutil.rmtree(root, ignore_errors=True)
+        assert not left, f"the e2e runner left processes behind: {left}"

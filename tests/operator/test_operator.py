@@ -1,9 +1,11 @@
 """The operator against a real control plane and a real PostgreSQL: children, scheduling on GPU
 nodes, status transitions, restarts, suspend/resume, deletion and errors only it can judge.
 
-Worker pods do not run trials here (their nodes are not kubelets): the test plays the workers by
-writing trials into the very studies the operator created, and plays the kubelet only for the
-refit pod's exit (its termination message), which is all the operator reads of it."""
+Worker pods go to kwok nodes (the GPU ones when the run asks for GPUs) and do not run trials there:
+kwok keeps them Running until the test annotates how they end (`nova.dev/kwok-exit-code`); the test
+plays the workers by writing trials into the very studies the operator created, and plays the
+kubelet only for the refit pod's exit (its termination message), which is all the operator reads of
+it. The same path with pods that really run is tests/operator/test_e2e.py."""
 
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
+
+from tests.cluster.fixtures import KWOK_EXIT_CODE_ANNOTATION
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 GROUP, VERSION, PLURAL = "nova.dev", "v1alpha1", "trainingruns"
@@ -102,33 +106,11 @@ def storage_url(operator_pg, kube_namespace) -> str:
 
 @pytest.fixture
 def gpu_nodes(kube) -> list[str]:
-    """Nodes with GPU capacity: the harness's kwok GPU nodes, or two made here (no kubelet)."""
-    core = k8s.CoreV1Api(kube)
-    found = [n.metadata.name for n in core.list_node().items
+    """The harness's kwok nodes with GPU capacity (tests/cluster: kwok-gpu-0, kwok-gpu-1)."""
+    found = [n.metadata.name for n in k8s.CoreV1Api(kube).list_node().items
              if int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0]
-    if found:
-        return found
-    names = []
-    for i in range(2):
-        name = f"gpu-node-{i}"
-        try:
-            core.create_node({"metadata": {"name": name, "labels": {"nova.dev/accelerator": "nvidia"}},
-                              "spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present",
-                                                   "effect": "NoSchedule"}]}})
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-        capacity = {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": "8"}
-        core.patch_node_status(name, {"status": {"capacity": capacity, "allocatable": capacity, "conditions": [
-            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "stand-in",
-             "lastHeartbeatTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-             "lastTransitionTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}]}})
-        # the API server taints new nodes not-ready; with no kubelet and no node lifecycle
-        # controller, nothing else would lift it
-        core.patch_node(name, {"spec": {"taints": [{"key": "nvidia.com/gpu", "value": "present",
-                                                    "effect": "NoSchedule"}]}})
-        names.append(name)
-    return names
+    assert found, "the control plane has no GPU nodes"
+    return found
 
 
 def add_trials(url: str, study_name: str, values: list[float | None]) -> None:
@@ -187,13 +169,21 @@ def test_gpu_run_from_apply_to_succeeded(cluster, operator, storage_url, gpu_nod
     assert status["bestValue"] == 0.61 and status["bestSymbol"] == "AAA"
     assert status["workers"]["desired"] == 2
 
+    # kwok keeps the worker pods Running (its pod-ready stage) until told how they end
+    assert all(p.status.phase == "Running" for p in cluster.pods("gpu-workers"))
+    wait_for(lambda: (cluster.run("gpu")["status"].get("workers") or {}).get("ready") == 2, "2 ready workers", op=op)
+
     add_trials(storage_url, f"{prefix}.AAA", [None, 0.64])
     add_trials(storage_url, f"{prefix}.BBB", [0.55, 0.57, None])
+    for pod in cluster.pods("gpu-workers"):  # the workers see the budget met and exit 0
+        cluster.core.patch_namespaced_pod(pod.metadata.name, kube_namespace, {"metadata": {"annotations": {
+            KWOK_EXIT_CODE_ANNOTATION: "0"}}})
     wait_for(lambda: cluster.phase("gpu") == "Refitting", "Refitting", op=op)
     refit = wait_for(lambda: cluster.job("gpu-refit"), "the refit Job", op=op)
     assert refit.spec.template.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
     assert cluster.condition("gpu", "TuningComplete")["reason"] == "BudgetReached"
 
+    wait_for(lambda: (cluster.job("gpu-workers").status.succeeded or 0) == 2, "the worker Job complete", op=op)
     finish_refit_pod(cluster, "gpu-refit", {
         "AAA": {"best_value": 0.64, "metrics": {"auc": 0.63}, "model": "AAA.ubj"},
         "BBB": {"best_value": 0.57, "metrics": {"auc": 0.56}, "model": "BBB.ubj"}})
@@ -203,6 +193,7 @@ def test_gpu_run_from_apply_to_succeeded(cluster, operator, storage_url, gpu_nod
     assert status["model"]["symbols"][0] == {"symbol": "AAA", "file": "AAA.ubj", "bestValue": 0.64,
                                              "metrics": {"auc": 0.63}}
     assert status["trials"] == "6/6" and status["bestValue"] == 0.64
+    assert status["workers"]["succeeded"] == 2 and status["workers"]["active"] == 0
     assert cluster.condition("gpu", "Ready")["status"] == "True"
     assert status["observedGeneration"] == cluster.run("gpu")["metadata"]["generation"]
     reasons = {e.reason for e in cluster.core.list_namespaced_event(
