@@ -124,11 +124,12 @@ def operator(control_plane, kube, kube_namespace):
 
 # ------------------------------------------------------------------------- the e2e runner node
 class _TerminationMessages(lr.PodWorker):
-    """What tests/cluster/local_runner.py does not do yet and the refit needs: kubelet's
+    """What tests/cluster/local_runner.py does not do yet and the e2e run needs. (1) kubelet's
     terminationMessagePath (a file the container writes, read back into the terminated state's
     message) and terminationMessagePolicy FallbackToLogsOnError (the log's tail when the container
-    failed without a message). Only for runners that ask (``termination_messages = True``); the
-    path is rewritten like a mount path, so nothing is written to this machine's /dev."""
+    failed without a message); the path is rewritten like a mount path, so nothing is written to
+    this machine's /dev. (2) PATH and PYTHONPATH kept as the runner set them (see container_env).
+    Only for runners that ask (``termination_messages = True``)."""
 
     def _enabled(self) -> bool:
         return bool(getattr(self.runner, "termination_messages", False))
@@ -146,6 +147,18 @@ class _TerminationMessages(lr.PodWorker):
             f.touch()
             path = c.get("terminationMessagePath") or "/dev/termination-log"
             self.mounts_by_container.setdefault(c["name"], {})[path] = str(f)
+
+    def container_env(self, c: dict) -> dict[str, str]:
+        env = super().container_env(c)
+        if self._enabled():
+            # the runner rewrites mount paths in env values too: this checkout (and its venv) lives
+            # under /work, which the worker pods mount as an emptyDir, so PATH and PYTHONPATH would
+            # point into the pod's volume; the pods set neither, so put back what the runner meant
+            env["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
+            for k in self.runner.pass_env:
+                if k in os.environ:
+                    env[k] = os.environ[k]
+        return env
 
     def record_exit(self, proc: lr.Proc) -> None:
         super().record_exit(proc)
