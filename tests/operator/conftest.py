@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,8 +52,15 @@ def kube(control_plane, monkeypatch):
 
 def apply_crd(control_plane) -> None:
     control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE), timeout=120)
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/trainingruns.nova.dev", "--timeout=60s",
-                          timeout=90)
+    deadline = time.monotonic() + 90
+    while True:  # `kubectl wait` errors out while the new CRD has no status.conditions yet
+        out = control_plane.kubectl("get", "crd/trainingruns.nova.dev", "-o",
+                                    'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False)
+        if out.returncode == 0 and out.stdout.strip() == "True":
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the TrainingRun CRD is not Established after 90 s: {out.stderr}")
+        time.sleep(0.2)
 
 
 def operator_command() -> list[str]:
