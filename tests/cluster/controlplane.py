@@ -484,27 +484,38 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
             f"--service-account-key-file={pki['sa_pub']}", f"--service-account-signing-key-file={pki['sa_key']}",
             "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
             "--allow-privileged=true", "--profiling=false", "--endpoint-reconciler-type=none")
-        # They retry until the API server answers, so starting them now overlaps their start-up.
-        run("kube-controller-manager", f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['controller-manager']}",
-            f"--cert-dir={work / 'kcm-certs'}", f"--service-account-private-key-file={pki['sa_key']}",
-            f"--root-ca-file={pki['ca']}", "--use-service-account-credentials=true",
-            f"--cluster-signing-cert-file={pki['ca']}", f"--cluster-signing-key-file={pki['ca_key']}",
-            f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
-            "--concurrent-job-syncs=10", "--concurrent-gc-syncs=20")
-        run("kube-scheduler", f"--kubeconfig={kubeconfig}", "--leader-elect=false",
-            f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
-            "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
-            f"--cert-dir={work / 'scheduler-certs'}", "--profiling=false")
-        run("kwok", f"--kubeconfig={kubeconfig}", f"--config={_stages_file(work)}",
-            "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
-            "--cidr=10.244.0.1/16", "--node-ip=10.240.0.1")
+        def start_controllers() -> None:
+            # Not before the API server serves the extension-apiserver-authentication ConfigMap: the
+            # controller-manager and the scheduler exit at once when their delegated-authentication
+            # lookup finds nobody listening (seen under load); tolerated lookup failures as well.
+            run("kube-controller-manager", f"--kubeconfig={kubeconfig}", "--leader-elect=false",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1", f"--secure-port={ports['controller-manager']}",
+                f"--cert-dir={work / 'kcm-certs'}", "--authentication-tolerate-lookup-failure=true",
+                f"--service-account-private-key-file={pki['sa_key']}",
+                f"--root-ca-file={pki['ca']}", "--use-service-account-credentials=true",
+                f"--cluster-signing-cert-file={pki['ca']}", f"--cluster-signing-key-file={pki['ca_key']}",
+                f"--service-cluster-ip-range={SERVICE_CIDR}", "--profiling=false",
+                "--concurrent-job-syncs=10", "--concurrent-gc-syncs=20",
+                "--node-monitor-period=1s")  # lifts the not-ready taint of new nodes sooner (default 5 s)
+            run("kube-scheduler", f"--kubeconfig={kubeconfig}", "--leader-elect=false",
+                f"--authentication-kubeconfig={kubeconfig}", f"--authorization-kubeconfig={kubeconfig}",
+                "--bind-address=127.0.0.1", f"--secure-port={ports['scheduler']}",
+                f"--cert-dir={work / 'scheduler-certs'}", "--authentication-tolerate-lookup-failure=true",
+                "--profiling=false")
+            run("kwok", f"--kubeconfig={kubeconfig}", f"--config={_stages_file(work)}",
+                "--manage-all-nodes=false", f"--manage-nodes-with-annotation-selector={KWOK_ANNOTATION}=fake",
+                "--cidr=10.244.0.1/16", "--node-ip=10.240.0.1")
 
         deadline = time.monotonic() + timeout
+        controllers = False
         while True:
             cp.check_alive()
             try:
+                if not controllers and cp.get("/api/v1/namespaces/kube-system/configmaps/"
+                                              "extension-apiserver-authentication", timeout=2)[0] == 200:
+                    start_controllers()
+                    controllers = True
                 if cp.get("/readyz", timeout=2)[0] == 200:
                     break
             except (urllib.error.URLError, OSError):
@@ -514,6 +525,8 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
                                         f"{cp.log_tail('kube-apiserver')}")
             time.sleep(0.1)
         api_ready = time.monotonic() - started
+        if not controllers:
+            start_controllers()
         nodes = default_nodes() if nodes is None else nodes
         if nodes:
             cp.add_nodes(nodes)
@@ -524,6 +537,7 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
                 raise ControlPlaneError("kube-controller-manager made no default ServiceAccount:\n"
                                         f"{cp.log_tail('kube-controller-manager')}")
             time.sleep(0.1)
+        sa_ready = time.monotonic() - started
         _wait_healthz(cp, "kube-scheduler", ports["scheduler"], deadline)
         if nodes:
             cp.wait_nodes_ready(cp.node_names, timeout=max(5.0, deadline - time.monotonic()))
@@ -538,8 +552,8 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
             raise ControlPlaneError(f"{exc}\n(all logs in {cp.logs})") from exc
         raise
     cp.startup_seconds = time.monotonic() - started
-    log(f"control plane up in {cp.startup_seconds:.1f} s (API ready after {api_ready:.1f} s), "
-        f"{len(cp.node_names)} kwok nodes; kubeconfig {kubeconfig}")
+    log(f"control plane up in {cp.startup_seconds:.1f} s (API ready after {api_ready:.1f} s, controllers "
+        f"after {sa_ready:.1f} s), {len(cp.node_names)} kwok nodes Ready; kubeconfig {kubeconfig}")
     return cp
 
 
