@@ -297,6 +297,17 @@ class ControlPlane:
             raise ControlPlaneError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
         return proc
 
+    def helm(self, *args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        """The helm built by build.sh, on this cluster (its caches and config inside the work folder)."""
+        home = self.workdir / "helm"
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HELM_CACHE_HOME": str(home / "cache"),
+               "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
+        proc = subprocess.run([str(self.bin_dir / "helm"), *args], capture_output=True, text=True, env=env,
+                              timeout=timeout)
+        if check and proc.returncode != 0:
+            raise ControlPlaneError(f"helm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}")
+        return proc
+
     def apply(self, objects: dict | list[dict]) -> None:
         docs = objects if isinstance(objects, list) else [objects]
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",

@@ -309,6 +309,19 @@ def test_local_runner_honours_deletion(control_plane, local_runner, kube_namespa
     assert wait_for(gone, "the container process to end", timeout=10)
 
 
+def test_helm_installs_a_chart_on_the_cluster(control_plane, kube_namespace, tmp_path):
+    cp, ns = control_plane, kube_namespace
+    assert f"v{controlplane.versions()['HELM_VERSION']}" in cp.helm("version", "--short").stdout
+    chart = tmp_path / "tiny"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text("apiVersion: v2\nname: tiny\nversion: 0.1.0\n")
+    (chart / "templates" / "cm.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  x: {{ .Values.x | quote }}\n")
+    cp.helm("install", "rel", str(chart), "-n", ns, "--set", "x=42", "--wait", "--timeout", "60s")
+    assert get(cp, "-n", ns, "configmap", "rel-cm")["data"] == {"x": "42"}
+    assert "rel" in cp.helm("list", "-n", ns, "-q").stdout
+
+
 def test_a_stopped_control_plane_leaves_no_process_or_port(control_plane):
     cp = controlplane.start(nodes=[], log=lambda _m: None)
     pids, ports = cp.pids(), dict(cp.ports)
