@@ -122,6 +122,8 @@ def _env(run: ResolvedRun, cfg: OperatorConfig) -> list[dict[str, Any]]:
     if spec.data.secret_ref is not None:
         env.append(_secret_env(DATA_URL_ENV, spec.data.secret_ref))
     device = spec.model.device
+    # Device and RMM pool sizes as env: the trainer reads them from run.json (the one source of
+    # truth); these mirror them so that `kubectl describe pod` shows what the pod will ask of its GPU.
     env += [
         {"name": "NOVA_RUN", "value": run.name},
         {"name": "NOVA_DEVICE", "value": device},

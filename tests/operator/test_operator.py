@@ -301,3 +301,52 @@ def test_unreachable_storage_is_reported_masked_and_blocks_no_other_run(cluster,
                                         None), "StorageUnavailable", op=op)
     assert "127.0.0.1:1" in reconciling["message"] and "s3cr3t-pw" not in json.dumps(cluster.run("bad"))
     assert cluster.children("bad")[0] == []
+
+
+def test_ttl_after_finished_deletes_a_succeeded_run_and_its_children(cluster, operator, storage_url, gpu_nodes):
+    cluster.secret("optuna", storage_url)
+    op = operator()
+    cluster.create_run(run_body("ttl", gpu={"count": 0}, data={"symbols": ["AAA"]}, ttlSecondsAfterFinished=4))
+    wait_for(lambda: cluster.phase("ttl") == "Preparing", "Preparing", op=op)
+    add_trials(storage_url, f"{cluster.ns}.ttl.AAA", [0.6, 0.62, None])
+    for pod in cluster.pods("ttl-workers"):
+        cluster.core.patch_namespaced_pod(pod.metadata.name, cluster.ns, {"metadata": {"annotations": {
+            KWOK_EXIT_CODE_ANNOTATION: "0"}}})
+    wait_for(lambda: cluster.job("ttl-refit"), "the refit Job", op=op)
+    time.sleep(5)  # longer than the TTL: a run that has not finished is never deleted
+    assert cluster.phase("ttl") == "Refitting"
+    finish_refit_pod(cluster, "ttl-refit", {"AAA": {"best_value": 0.62, "metrics": {"auc": 0.6}, "model": "AAA.ubj"}})
+    status = wait_for(lambda: cluster.run("ttl")["status"] if cluster.phase("ttl") == "Succeeded" else None,
+                      "Succeeded", timeout=90, op=op)
+    done = time.monotonic()
+    assert status["completionTime"]
+
+    def gone() -> bool:
+        try:
+            cluster.run("ttl")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, "the run deleted after ttlSecondsAfterFinished", timeout=60, op=op)
+    assert time.monotonic() - done >= 1  # not at once (completionTime has a 1 s resolution)
+    wait_for(lambda: cluster.children("ttl") == ([], []), "its Job and ConfigMap collected", timeout=90, op=op)
+    # the study stays (keepStudies defaults to true): the tuning it holds is not thrown away
+    assert f"{cluster.ns}.ttl.AAA" in {s.study_name for s in optuna.get_all_study_summaries(storage_url)}
+
+
+def test_ttl_after_finished_deletes_a_failed_run(cluster, operator, storage_url, gpu_nodes):
+    op = operator()
+    cluster.create_run(run_body("ttlfail", secret="absent", gpu={"count": 0}, ttlSecondsAfterFinished=2))
+    cluster.create_run(run_body("nottl", secret="absent", gpu={"count": 0}))
+    wait_for(lambda: cluster.phase("ttlfail") == "Failed", "Failed", op=op)
+
+    def gone() -> bool:
+        try:
+            cluster.run("ttlfail")
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
+    wait_for(gone, "the failed run deleted after its TTL", timeout=60, op=op)
+    assert cluster.phase("nottl") == "Failed"  # no TTL: kept for a human to read
