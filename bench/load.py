@@ -54,6 +54,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workers", type=int, default=50)
     parser.add_argument("--trials", type=int, default=150)
+    parser.add_argument("--heartbeat", type=int, default=10, help="tuning.heartbeatSeconds (spec default 10)")
+    parser.add_argument("--grace", type=int, default=30, help="tuning.graceSeconds (spec default 30)")
+    parser.add_argument("--name", default="load", help="result file name under bench/results")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -62,7 +65,8 @@ def main() -> int:
     try:
         url = pg.create_database("load")
         manifest = small_run_manifest(name="load", trials=args.trials, workers=args.workers,
-                                      model={"numBoostRound": 10, "earlyStoppingRounds": None})
+                                      model={"numBoostRound": 10, "earlyStoppingRounds": None},
+                                      tuning={"heartbeatSeconds": args.heartbeat, "graceSeconds": args.grace})
         config = work / "run.yaml"
         config.write_text(yaml.safe_dump(manifest))
         run = load_resolved(config)
@@ -88,6 +92,7 @@ def main() -> int:
         first_errors = [line for text in logs for line in text.splitlines()
                         if any(p in line for p in ERROR_PATTERNS)][:5]
         retries = sum(len(re.findall(r"retry \d+/\d+", text)) for text in logs)
+        stale_takeovers = sum(text.count("was failed as stale by another worker") for text in logs)
         p = progress(__import__("optuna").load_study(study_name=run.study_name("AAA"),
                                                      storage=open_storage(url, 1, 4)))
         max_connections = int(pg.psql("SHOW max_connections"))
@@ -100,6 +105,8 @@ def main() -> int:
                            "samples": len(samples), "peak_per_worker": round(max(samples) / args.workers, 2),
                            "max_connections": max_connections},
         "errors_in_logs": errors, "first_error_lines": first_errors, "storage_retries_logged": retries,
+        "stale_takeovers_logged": stale_takeovers,
+        "heartbeat_seconds": args.heartbeat, "grace_seconds": args.grace,
         "study": {"complete": p.complete, "pruned": p.pruned, "failed": p.failed, "running": p.running,
                   "waiting": p.waiting, "finished": p.finished,
                   "overshoot": p.finished - args.trials, "overshoot_bound": args.workers - 1},
@@ -110,7 +117,7 @@ def main() -> int:
                 [[args.workers, args.trials, p.finished, p.finished - args.trials, p.running, max(samples),
                   result["db_connections"]["mean"], result["worker_exit_codes"], result["wall_seconds"]]]))
     if not args.no_write:
-        print(f"wrote {write_result('load', result)}")
+        print(f"wrote {write_result(args.name, result)}")
     ok = (set(codes) == {0} and p.running == 0 and 0 <= p.finished - args.trials <= args.workers - 1
           and errors["too many clients"] == 0)
     return 0 if ok else 1

@@ -23,10 +23,10 @@ ALLOWED = [
     ("get", "trainingruns.nova.dev"), ("list", "trainingruns.nova.dev"), ("watch", "trainingruns.nova.dev"),
     ("patch", "trainingruns.nova.dev"), ("patch", "trainingruns.nova.dev/status"),
     ("delete", "trainingruns.nova.dev"),  # ttlSecondsAfterFinished
-    ("create", "jobs.batch"), ("get", "jobs.batch"), ("list", "jobs.batch"), ("patch", "jobs.batch"),
+    ("create", "jobs.batch"), ("get", "jobs.batch"), ("patch", "jobs.batch"),
     ("create", "configmaps"), ("get", "configmaps"), ("patch", "configmaps"),
     ("get", "secrets"),  # reads the named storage Secret to check it before any pod starts
-    ("list", "pods"),  # the refit pod's termination message
+    ("list", "pods"), ("watch", "pods"),  # the refit pod's termination message, failed pods' messages
     ("create", "events"),
 ]
 DENIED = [
@@ -40,21 +40,28 @@ DENIED = [
 ]
 
 
-def _render(control_plane, namespace: str) -> list[dict]:
+def _render(control_plane, namespace: str, scope: str) -> list[dict]:
     if not (CHART / "Chart.yaml").exists():
         pytest.skip(f"no Helm chart at {CHART} yet (charts/nova is being written)")
     helm = control_plane.bin_dir / "helm"
     import subprocess
 
-    out = subprocess.run([str(helm), "template", "nova", str(CHART), "--namespace", namespace],
+    from tests.cluster.controlplane import versions
+
+    out = subprocess.run([str(helm), "template", "nova", str(CHART), "--namespace", namespace,
+                          "--kube-version", versions()["K8S_VERSION"], "--set", f"rbac.scope={scope}"],
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     return [d for d in yaml.safe_load_all(out.stdout) if d and d.get("kind") in RBAC_KINDS]
 
 
-def test_operator_rbac_allows_what_it_uses_and_nothing_dangerous(control_plane, crd_api, kube_namespace):
+@pytest.mark.parametrize("scope", ["cluster", "namespace"])
+def test_operator_rbac_allows_what_it_uses_and_nothing_dangerous(control_plane, crd_api, kube_namespace, scope):
+    """cluster scope: the operator may do its work in any namespace; namespace scope: in its own
+    namespace only, and nothing at all in another one."""
     system_ns = kube_namespace
-    objects = _render(control_plane, system_ns)
+    other_ns = f"{system_ns}-runs"
+    objects = _render(control_plane, system_ns, scope)
     bindings = [o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     subjects = {(s.get("namespace", system_ns), s["name"]) for b in bindings for s in b.get("subjects", [])
                 if s["kind"] == "ServiceAccount"}
@@ -63,22 +70,21 @@ def test_operator_rbac_allows_what_it_uses_and_nothing_dangerous(control_plane, 
         if o["kind"] in ("ServiceAccount", "Role", "RoleBinding"):
             o.setdefault("metadata", {})["namespace"] = o["metadata"].get("namespace", system_ns)
     control_plane.apply(objects)
-    control_plane.kubectl("create", "namespace", f"{system_ns}-runs")
+    control_plane.kubectl("create", "namespace", other_ns)
     try:
-        run_namespaces = [f"{system_ns}-runs"] if any(b["kind"] == "ClusterRoleBinding" for b in bindings) \
-            else [system_ns]
+        expect = {(system_ns, v, r): (v, r) in ALLOWED for v, r in ALLOWED + DENIED}
+        expect |= {(other_ns, v, r): scope == "cluster" and (v, r) in ALLOWED for v, r in ALLOWED + DENIED}
         wrong = []
         for ns, sa in subjects:
             who = f"system:serviceaccount:{ns}:{sa}"
-            for run_ns in run_namespaces:
-                for verb, resource in ALLOWED + DENIED:
-                    got = control_plane.kubectl("auth", "can-i", verb, resource, f"--as={who}", "-n", run_ns,
-                                                check=False).stdout.strip()
-                    if got != ("yes" if (verb, resource) in ALLOWED else "no"):
-                        wrong.append(f"{who} {verb} {resource} in {run_ns}: {got}")
+            for (run_ns, verb, resource), allowed in expect.items():
+                got = control_plane.kubectl("auth", "can-i", verb, resource, f"--as={who}", "-n", run_ns,
+                                            check=False).stdout.strip()
+                if got != ("yes" if allowed else "no"):
+                    wrong.append(f"{who} {verb} {resource} in {run_ns}: {got}")
         assert not wrong, "\n".join(wrong)
     finally:
-        control_plane.kubectl("delete", "namespace", f"{system_ns}-runs", "--wait=false", check=False)
+        control_plane.kubectl("delete", "namespace", other_ns, "--wait=false", check=False)
         for o in objects:
             if o["kind"].startswith("Cluster"):
                 control_plane.kubectl("delete", o["kind"].lower(), o["metadata"]["name"], "--ignore-not-found",
