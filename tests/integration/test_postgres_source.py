@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 def bars_db(pg_url, monkeypatch):
     libpq = pg_url.replace("+psycopg", "")
     with psycopg.connect(libpq) as conn:
-        conn.execute("CREATE TABLE bars (symbol text, "timestamp" timestamptz, open float8, high float8, low float8, "
+        conn.execute("CREATE TABLE bars (symbol text, timestamp timestamptz, open float8, high float8, low float8, "
                      "close float8, volume float8)")
         for symbol in ("AAA", "BBB"):
             frame = generate(symbol, 400, 3)
@@ -34,7 +34,7 @@ def test_table_and_query_give_the_validated_frame(bars_db):
     from_table = load_bars(DataSpec(source="postgres", table="bars", symbols=["AAA"]), "AAA")
     assert len(from_table) == 400
     assert from_table["close"].to_numpy() == pytest.approx(expected["close"].to_numpy())
-    query = "SELECT "timestamp", open, high, low, close, volume FROM bars WHERE symbol = %(symbol)s"
+    query = "SELECT timestamp, open, high, low, close, volume FROM bars WHERE symbol = %(symbol)s"
     from_query = load_bars(DataSpec(source="postgres", query=query, symbols=["BBB"]), "BBB")
     assert len(from_query) == 400 and from_query.index.is_monotonic_increasing
 
