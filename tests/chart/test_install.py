@@ -326,9 +326,9 @@ def test_operator_from_the_chart_drives_a_run_to_succeeded(control_plane, chart_
     wait_for(finished, "the run to finish", timeout=420, diagnose=diagnose)
     final = status()
     assert final["phase"] == "Succeeded", diagnose()
-    assert final["trials"] == "4/4"
+    assert final["trials"] == "4/4", json.dumps(final, indent=1)
     ready = next(c for c in final["conditions"] if c["type"] == "Ready")
-    assert ready["status"] == "True"
+    assert ready["status"] == "True", json.dumps(final, indent=1)
     assert final["observedGeneration"] == 1
     # the chart's default storage Secret reached the pods (the run named none)
     job = k8s.BatchV1Api(api).read_namespaced_job("helm-e2e-workers", ns)
