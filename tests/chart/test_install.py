@@ -326,7 +326,10 @@ def test_operator_from_the_chart_drives_a_run_to_succeeded(control_plane, chart_
     wait_for(finished, "the run to finish", timeout=420, diagnose=diagnose)
     final = status()
     assert final["phase"] == "Succeeded", diagnose()
-    assert final["trials"] == "4/4", json.dumps(final, indent=1)
+    # Two workers may both start the last trial at the same instant: the documented bound is the
+    # budget plus workers - 1 (see tuning/budget.py).
+    done, budget = (int(x) for x in final["trials"].split("/"))
+    assert budget == 4 and 4 <= done <= 4 + 1, json.dumps(final, indent=1)
     ready = next(c for c in final["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True", json.dumps(final, indent=1)
     assert final["observedGeneration"] == 1
