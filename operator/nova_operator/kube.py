@@ -49,6 +49,14 @@ class Kube:
                 return None
             raise
 
+    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            return _plain(self.core.read_namespaced_config_map(name, namespace))
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def secret_value(self, namespace: str, ref: SecretRef) -> tuple[str | None, str | None]:
         """(value, None) or (None, why-not): 'missing' (no Secret) or 'no-key' (Secret without the key)."""
         try:

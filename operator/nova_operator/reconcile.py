@@ -68,10 +68,19 @@ def open_storage(url: str) -> tuple[Any, Problem | None]:
 
 
 def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: builders.OperatorConfig,
-                   storage: Any) -> dict[str, Any]:
-    """ConfigMap, studies, then the worker Job: each created once; edits applied in place."""
+                   storage: Any, first_pass: bool = False) -> dict[str, Any]:
+    """ConfigMap, studies, then the worker Job: each created once; edits applied in place.
+
+    The first pass of a run creates at once (one call when nothing exists yet); later passes read
+    first (one call when everything exists, instead of a refused create and a read)."""
     cm = builders.config_map(run, owner)
-    existing, created = kube.create_or_get(cm)
+    if first_pass:
+        existing, created = kube.create_or_get(cm)
+    else:
+        existing = kube.get_config_map(run.namespace, cm["metadata"]["name"])
+        created = existing is None
+        if created:
+            existing, created = kube.create_or_get(cm)
     if not created and existing["metadata"].get("annotations", {}).get(builders.GENERATION_ANNOTATION) != \
             str(run.generation):
         kube.replace_config_map(cm)  # budgets and parallelism may change; immutable fields cannot
@@ -125,7 +134,7 @@ def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
     workers = kube.get_job(namespace, workers_name)
     if problem is None:
         try:
-            workers = ensure_workers(kube, run, owner, cfg, storage)
+            workers = ensure_workers(kube, run, owner, cfg, storage, first_pass=not previous.get("phase"))
         except StorageError as exc:
             problem = Problem("StorageUnavailable", str(exc), retry=True)
         except Exception as exc:  # noqa: BLE001 - a storage driver error while creating studies
@@ -149,7 +158,11 @@ def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
         detail = kube.failed_pod_message(namespace, workers_name, "trainer")
         if detail:
             workers_state = JobState(**{**workers_state.__dict__, "failed_message": detail})
-    refit = kube.get_job(namespace, refit_name)
+    # the refit Job can only exist once tuning is over (this operator creates it then): no read before
+    budget = run.spec.tuning.trials
+    refit_possible = (previous.get("phase") in ("Refitting", "Succeeded", "Failed") or _finished(workers or {})
+                      or bool(progress and all(s.done(budget) for s in progress)))
+    refit = kube.get_job(namespace, refit_name) if refit_possible else None
     refit_state = JobState.from_job(refit, kube.pod_result(namespace, refit_name, "refit")
                                     if refit and _finished(refit) else None)
     decision = decide(run, Observed(workers=workers_state, refit=refit_state, studies=progress, problem=problem),

@@ -1,0 +1,329 @@
+"""The operator under 200 TrainingRuns applied at once.
+
+On the test control plane of tests/cluster (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler built from upstream, kwok CPU nodes) with a real PostgreSQL for the studies,
+`nova-operator` runs as a subprocess watching one namespace. N small CPU runs (one symbol, one
+worker, tiny requests; their worker pods go to the kwok CPU nodes and stay Running) are created
+together from a pool of client threads. Watches on Jobs and TrainingRuns record, per run:
+
+- apply -> worker Job created (the time the Job's ADDED event reaches the watch);
+- apply -> first status update (status.phase set by the operator);
+- apply -> phase Preparing (Job created and seen by the operator again, on its status timer).
+
+The operator's resident memory (psutil, its process and children) is sampled every 0.1 s from
+start to the end of a hold period with every run live (its status timers keep passing over all of
+them), giving the peak.
+
+    python bench/operator_scale.py [--runs 200] [--hold 60] [--status-interval 10]
+
+Times are taken when a watch event reaches this process, so they include the API server's own
+delay in delivering it (its watch cache can lag far behind etcd on a loaded machine: the 504 "Too
+large resource version" restarts printed then). The load average at start and end is recorded: on a
+shared 2-core machine the control plane, PostgreSQL and the operator compete for the same cores.
+
+Targets (issue 6): apply -> Job p95 < 2 s, operator peak RSS < 250 MB. Writes
+bench/results/operator_scale.json (keys apply_to_job_p95_s, operator_peak_rss_mb, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import table, write_result  # noqa: E402
+
+from tests.cluster import controlplane  # noqa: E402
+from tests.support.postgres import start_postgres  # noqa: E402
+
+GROUP, VERSION, PLURAL = "nova.dev", "v1alpha1", "trainingruns"
+NAMESPACE = "bench"
+CRD_FILE = ROOT / "crds" / "nova.dev_trainingruns.yaml"
+
+
+def run_manifest(i: int) -> dict:
+    tiny = {"requests": {"cpu": "10m", "memory": "16Mi"}}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "TrainingRun", "metadata": {"name": f"r{i:03d}"},
+            "spec": {"data": {"source": "synthetic", "symbols": ["AAA"], "bars": 900},
+                     "features": {"set": "minimal"},
+                     "validation": {"walkForward": {"folds": 2, "testSize": 80, "gap": 1, "minTrainSize": 300}},
+                     "tuning": {"trials": 4, "workers": 1, "storage": {"secretRef": {"name": "optuna", "key": "url"}}},
+                     "gpu": {"count": 0},
+                     "resources": {"trainer": tiny, "prep": tiny}}}
+
+
+def wait_established(cp) -> None:
+    deadline = time.monotonic() + 90
+    while True:  # `kubectl wait` errors out while a new CRD has no status.conditions yet
+        out = cp.kubectl("get", "crd/trainingruns.nova.dev", "-o",
+                         'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False)
+        if out.returncode == 0 and out.stdout.strip() == "True":
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the CRD is not Established: {out.stderr}")
+        time.sleep(0.2)
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = (len(values) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self.proc = psutil.Process(pid)
+        self.stop = threading.Event()
+        self.peak = 0
+        self.samples: list[tuple[float, int]] = []
+
+    def rss(self) -> int:
+        import psutil
+
+        total = 0
+        try:
+            total = self.proc.memory_info().rss
+            for child in self.proc.children(recursive=True):
+                try:
+                    total += child.memory_info().rss
+                except psutil.NoSuchProcess:
+                    pass
+        except psutil.NoSuchProcess:
+            pass
+        return total
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            value = self.rss()
+            self.peak = max(self.peak, value)
+            self.samples.append((time.monotonic(), value))
+            self.stop.wait(0.1)
+
+
+def watch(list_fn, seen: dict[str, float], stop: threading.Event, on_event=None, **kwargs) -> None:
+    from kubernetes import watch as kwatch
+
+    while not stop.is_set():
+        w = kwatch.Watch()
+        try:
+            for ev in w.stream(list_fn, timeout_seconds=30, **kwargs):
+                t = time.monotonic()
+                obj = ev["object"]
+                name = obj["metadata"]["name"] if isinstance(obj, dict) else obj.metadata.name
+                if on_event is not None:
+                    on_event(name, obj, t)
+                elif ev["type"] == "ADDED":
+                    seen.setdefault(name, t)
+                if stop.is_set():
+                    w.stop()
+                    break
+        except Exception as exc:  # noqa: BLE001 - re-watch
+            if not stop.is_set():
+                print(f"watch restarted: {exc}", file=sys.stderr)
+                time.sleep(0.2)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=200)
+    parser.add_argument("--hold", type=float, default=60, help="seconds to keep every run live after the last Job")
+    parser.add_argument("--status-interval", type=float, default=10, help="the operator's status timer (default 10 s)")
+    parser.add_argument("--clients", type=int, default=16, help="client threads creating the runs")
+    parser.add_argument("--profile", help="record the operator with py-spy into this file (speedscope JSON)")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+
+    import kubernetes
+    from kubernetes import client as k8s
+
+    if not controlplane.binaries_present():
+        controlplane.ensure_built(log=print)
+    print("starting the control plane and PostgreSQL ...", flush=True)
+    cp = controlplane.start(log=lambda m: None)
+    pg = start_postgres()
+    op = None
+    op_log = Path(tempfile.mkstemp(prefix="nova-operator-scale-", suffix=".log")[1])
+    try:
+        url = pg.create_database("operator_scale")
+        cp.kubectl("apply", "--server-side", "-f", str(CRD_FILE), timeout=120)
+        wait_established(cp)
+        cp.kubectl("create", "namespace", NAMESPACE)
+        deadline = time.monotonic() + 30
+        while cp.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")[0] != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError("no default ServiceAccount")
+            time.sleep(0.1)
+        cfg = kubernetes.client.Configuration()
+        kubernetes.config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=cfg)
+        cfg.connection_pool_maxsize = args.clients + 8
+        api = kubernetes.client.ApiClient(cfg)
+        core, batch, custom = k8s.CoreV1Api(api), k8s.BatchV1Api(api), k8s.CustomObjectsApi(api)
+        core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "optuna"},
+                                                  "data": {"url": base64.b64encode(url.encode()).decode()}})
+
+        script = Path(sys.executable).parent / "nova-operator"
+        cmd = [str(script)] if script.exists() else [sys.executable, "-m", "nova_operator.main"]
+        with open(op_log, "w") as out:
+            op = subprocess.Popen([*cmd, "-n", NAMESPACE, "--status-interval", str(args.status_interval)],
+                                  env={**os.environ, "KUBECONFIG": str(cp.kubeconfig),
+                                       "NOVA_TRAINER_IMAGE": "nova-trainer:bench"},
+                                  stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
+        rss = RssSampler(op.pid)
+        rss.start()
+        time.sleep(8)  # the operator's start-up: imports, kopf's first list of the (empty) namespace
+        if op.poll() is not None:
+            raise RuntimeError(f"the operator exited: {op_log.read_text()[-3000:]}")
+        idle_rss = rss.rss()
+
+        stop = threading.Event()
+        jobs_seen: dict[str, float] = {}
+        first_status: dict[str, float] = {}
+        preparing: dict[str, float] = {}
+
+        def on_run(name: str, obj: dict, t: float) -> None:
+            phase = (obj.get("status") or {}).get("phase")
+            if phase:
+                first_status.setdefault(name, t)
+            if phase in ("Preparing", "Running"):
+                preparing.setdefault(name, t)
+
+        threads = [
+            threading.Thread(target=watch, args=(batch.list_namespaced_job, jobs_seen, stop),
+                             kwargs={"namespace": NAMESPACE}, daemon=True),
+            threading.Thread(target=watch, args=(custom.list_namespaced_custom_object, {}, stop),
+                             kwargs={"on_event": on_run, "group": GROUP, "version": VERSION,
+                                     "namespace": NAMESPACE, "plural": PLURAL}, daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        time.sleep(1.0)  # watches established
+
+        spy = None
+        if args.profile:
+            spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(op.pid), "-o",
+                                    args.profile, "-f", "speedscope", "-r", "50", "--nonblocking"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(2)
+        applied: dict[str, float] = {}
+
+        def create(i: int) -> None:
+            body = run_manifest(i)
+            applied[body["metadata"]["name"]] = time.monotonic()
+            custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+
+        print(f"creating {args.runs} TrainingRuns ...", flush=True)
+        load_at_start = list(os.getloadavg())
+        t0 = time.monotonic()
+        with ThreadPoolExecutor(args.clients) as pool:
+            list(pool.map(create, range(args.runs)))
+        apply_span = time.monotonic() - t0
+        workers_name = {f"r{i:03d}": f"r{i:03d}-workers" for i in range(args.runs)}
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if (all(j in jobs_seen for j in workers_name.values()) and len(first_status) >= args.runs
+                    and len(preparing) >= args.runs):
+                break
+            if op.poll() is not None:
+                raise RuntimeError(f"the operator exited: {op_log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        all_live = time.monotonic() - t0
+        print(f"all {args.runs} runs have a Job and a status after {all_live:.1f} s; holding {args.hold:.0f} s",
+              flush=True)
+        time.sleep(args.hold)
+        stop.set()
+        rss.stop.set()
+        rss.join()
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait(timeout=60)
+
+        to_job = [jobs_seen[workers_name[n]] - t for n, t in applied.items() if workers_name[n] in jobs_seen]
+        to_status = [first_status[n] - t for n, t in applied.items() if n in first_status]
+        to_preparing = [preparing[n] - t for n, t in applied.items() if n in preparing]
+        pods = core.list_namespaced_pod(NAMESPACE).items
+        nodes = sorted({p.spec.node_name for p in pods if p.spec.node_name})
+        running = sum(1 for p in pods if p.status.phase == "Running")
+        jobs = batch.list_namespaced_job(NAMESPACE).items
+        duplicates = len(jobs) - len({j.metadata.name for j in jobs})
+        errors = sum(1 for line in op_log.read_text(errors="replace").splitlines()
+                     if " ERROR " in line or "Traceback" in line)
+        result = {
+            "runs": args.runs,
+            "status_interval_s": args.status_interval,
+            "operator_workers": int(os.environ.get("NOVA_OPERATOR_WORKERS", "32")),
+            "apply_span_s": round(apply_span, 3),
+            "apply_to_job_p50_s": round(pct(to_job, 0.5), 3),
+            "apply_to_job_p95_s": round(pct(to_job, 0.95), 3),
+            "apply_to_job_max_s": round(max(to_job), 3) if to_job else None,
+            "apply_to_status_p50_s": round(pct(to_status, 0.5), 3),
+            "apply_to_status_p95_s": round(pct(to_status, 0.95), 3),
+            "apply_to_preparing_p50_s": round(pct(to_preparing, 0.5), 3),
+            "apply_to_preparing_p95_s": round(pct(to_preparing, 0.95), 3),
+            "all_runs_live_s": round(all_live, 3),
+            "jobs_created": len(jobs_seen),
+            "jobs_total": len(jobs),
+            "duplicate_jobs": duplicates,
+            "worker_pods": len(pods),
+            "worker_pods_running": running,
+            "pod_nodes": nodes,
+            "operator_idle_rss_mb": round(idle_rss / 2**20, 1),
+            "operator_peak_rss_mb": round(rss.peak / 2**20, 1),
+            "operator_final_rss_mb": round(rss.samples[-1][1] / 2**20, 1) if rss.samples else None,
+            "operator_log_errors": errors,
+            "hold_s": args.hold,
+            "targets": {"apply_to_job_p95_s": 2.0, "operator_peak_rss_mb": 250},
+            "control_plane": {"kubernetes": controlplane.versions()["K8S_VERSION"], "nodes": "kwok (2 CPU, 2 GPU)"},
+            "load_average_at_start": load_at_start,
+            "load_average_at_end": list(os.getloadavg()),
+        }
+        result["meets_targets"] = (result["apply_to_job_p95_s"] < 2.0 and result["operator_peak_rss_mb"] < 250)
+        rows = [
+            ["apply -> worker Job", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"], "< 2 s (p95)"],
+            ["apply -> first status", result["apply_to_status_p50_s"], result["apply_to_status_p95_s"], ""],
+            ["apply -> Preparing", result["apply_to_preparing_p50_s"], result["apply_to_preparing_p95_s"],
+             f"timer {args.status_interval:g} s"],
+        ]
+        print()
+        print(f"{args.runs} TrainingRuns created in {apply_span:.2f} s by {args.clients} clients; "
+              f"{len(jobs)} Jobs ({duplicates} duplicates), {running}/{len(pods)} worker pods Running on {nodes}")
+        print()
+        print(table(["from apply to", "p50 (s)", "p95 (s)", "target"], rows))
+        print()
+        print(table(["operator memory", "MB"], [["idle (before the runs)", result["operator_idle_rss_mb"]],
+                                                ["peak", result["operator_peak_rss_mb"]],
+                                                ["at the end of the hold", result["operator_final_rss_mb"]],
+                                                ["target (peak)", "< 250"]]))
+        if not args.no_write:
+            print(f"\nwrote {write_result('operator_scale', result)}")
+        return 0 if result["meets_targets"] and duplicates == 0 else 1
+    finally:
+        if op is not None and op.poll() is None:
+            op.send_signal(2)
+            try:
+                op.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                op.kill()
+        cp.stop()
+        pg.destroy()
+        op_log.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
