@@ -431,6 +431,7 @@ def main() -> None:
     parser.add_argument("--loop-rows", type=int, default=20_000)
     parser.add_argument("--loop-rounds", type=int, default=10)
     parser.add_argument("--trials", type=int, default=20)
+    parser.add_argument("--study-rounds", type=int, default=100, help="numBoostRound of the study's trials")
     parser.add_argument("--study-bars", type=int, help="bars of the study's synthetic symbol "
                         "(default 20,000 with a GPU, 1,600 without)")
     parser.add_argument("--budget-s", type=float, default=570, help="start no measurement after this")
@@ -496,7 +497,7 @@ def main() -> None:
                            rounds=args.rounds, **common) if gpu else None for m, s in variants}
 
         # 5. 20-trial pruned study.
-        study = {"bars": bars, "trials": args.trials, "rounds": 100, "test_size": max(120, bars // 15),
+        study = {"bars": bars, "trials": args.trials, "rounds": args.study_rounds, "test_size": max(120, bars // 15),
                  "folder": folder}
         study_cpu = run("study", device="cpu", **study)
         study_gpu = run("study", device="cuda", **study) if gpu else None
@@ -540,7 +541,7 @@ def main() -> None:
                         cell(samp_gpu[m], "peak_device_mib", "{:,.0f}"), "CPU: RSS; GPU: device"])
     rows_md += [
         [f"{args.trials}-trial study, median pruner, {bars:,} bars: wall (s)", cell(study_cpu, "wall_s"),
-         cell(study_gpu, "wall_s"), "Nova tune_symbol, synthetic TrainingRun, 3 folds, <= 100 rounds"],
+         cell(study_gpu, "wall_s"), f"Nova tune_symbol, synthetic TrainingRun, 3 folds, <= {args.study_rounds} rounds"],
         ["  trials pruned", cell(study_cpu, "pruned", "{}"), cell(study_gpu, "pruned", "{}"), ""],
         ["  best AUC", cell(study_cpu, "best_value", "{:.4f}"), cell(study_gpu, "best_value", "{:.4f}"), ""],
     ]
@@ -554,7 +555,7 @@ def main() -> None:
         "gradient_sampling_accepted_on_cpu": cpu_accepts,
         "xgboost_build": {k: xgb.build_info().get(k) for k in ("USE_CUDA", "USE_RMM", "CUDA_VERSION")},
         "sizes": {"rows": rows, "cpu_rows": cpu_rows, "cols": COLS, "rounds": args.rounds,
-                  "mem_rounds": args.mem_rounds, "study_bars": bars, "trials": args.trials,
+                  "mem_rounds": args.mem_rounds, "study_bars": bars, "study_rounds": args.study_rounds, "trials": args.trials,
                   "nthread": nthread, "params": PARAMS},
         "data": data,
         "train": {"cpu": train_cpu, "cuda": train_gpu},
