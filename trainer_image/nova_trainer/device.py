@@ -91,8 +91,21 @@ def _start_pool(initial: int, maximum: int) -> str:  # pragma: no cover - needs 
         rmm.DeviceBuffer(size=1024)  # the first allocation is what fails without a usable GPU
     except Exception as exc:
         return f"unavailable ({type(exc).__name__}: {exc}); XGBoost uses its default CUDA allocator"
+    cupy_note = _route_cupy_through_rmm()
     if xgb.build_info().get("USE_RMM"):
         xgb.set_config(use_rmm=True)
-        return f"pool {initial >> 20} MiB..{maximum >> 20} MiB, XGBoost allocates through RMM"
-    return (f"pool {initial >> 20} MiB..{maximum >> 20} MiB for cupy/cudf; this XGBoost build has "
-            "no RMM, so its own allocations use CUDA's async pool")
+        return f"pool {initial >> 20} MiB..{maximum >> 20} MiB, XGBoost allocates through RMM{cupy_note}"
+    xgb.set_config(use_cuda_async_pool=True)
+    return (f"pool {initial >> 20} MiB..{maximum >> 20} MiB{cupy_note}; this XGBoost build has no RMM, "
+            "so its own allocations use CUDA's async pool (use_cuda_async_pool=True)")
+
+
+def _route_cupy_through_rmm() -> str:  # pragma: no cover - needs a GPU
+    """cupy allocates from its own pool unless told to use RMM's."""
+    try:
+        import cupy
+        from rmm.allocators.cupy import rmm_cupy_allocator
+    except ImportError:
+        return ""
+    cupy.cuda.set_allocator(rmm_cupy_allocator)
+    return " (cupy allocations too)"
