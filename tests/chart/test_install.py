@@ -291,7 +291,7 @@ def test_operator_from_the_chart_drives_a_run_to_succeeded(control_plane, chart_
         except OSError:
             return False
 
-    wait_for(healthy, "kopf's /healthz", timeout=60, diagnose=operator_log)
+    wait_for(healthy, "kopf's /healthz", timeout=240, diagnose=operator_log)
     assert "in-cluster config from" in operator_log()
 
     run = small_run_manifest("helm-e2e", symbols=("AAA",), trials=4, workers=2,
