@@ -44,7 +44,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # at once are served by many threads, not by CPU
     settings.execution.max_workers = int(os.environ.get("NOVA_OPERATOR_WORKERS", "32"))
     settings.watching.server_timeout = 300
-    load_config()
+    load_config(pool_size=settings.execution.max_workers + 8)
     _state["kube"] = Kube()
     _state["cfg"] = builders.OperatorConfig.from_env()
 
@@ -60,7 +60,7 @@ def _pass(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
     patch.status.update(outcome.decision.status)
     for kind, reason, message in outcome.decision.events:
         kopf.event(body, type=kind, reason=reason, message=message)
-        logger.info("%s: %s", reason, message)
+        log.info("%s/%s: %s: %s", body["metadata"]["namespace"], body["metadata"]["name"], reason, message)
 
 
 @kopf.on.resume(*RESOURCE, backoff=2)

@@ -87,7 +87,9 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
     job = kube.get_job(run.namespace, builders.workers_job_name(run.name))
     if job is None:
         studies.create_studies(run, storage)  # before any worker: no create race between workers
-        job, _ = kube.create_or_get(builders.worker_job(run, owner, cfg))
+        job, created = kube.create_or_get(builders.worker_job(run, owner, cfg))
+        if created:
+            log.info("created Job %s/%s", run.namespace, job["metadata"]["name"])
     spec = job.get("spec") or {}
     patch: dict[str, Any] = {}
     if bool(spec.get("suspend")) != run.spec.suspend and not _finished(job):

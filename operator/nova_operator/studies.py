@@ -54,7 +54,9 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
     with _lock:
         if url in _storages:
             return _storages[url]
-        kwargs: dict[str, Any] = {"pool_size": 2, "max_overflow": 2, "pool_pre_ping": True, "pool_recycle": 300,
+        # one pool for every run on this URL: enough connections for the handler threads of a burst
+        # of new runs (each creates its studies), still a small fixed number for the database
+        kwargs: dict[str, Any] = {"pool_size": 4, "max_overflow": 8, "pool_pre_ping": True, "pool_recycle": 300,
                                   "connect_args": {"connect_timeout": 5}}
         if url.startswith("sqlite"):
             kwargs = {"connect_args": {"timeout": 30}}
