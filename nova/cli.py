@@ -9,8 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from nova.errors import NovaError
-from nova.secrets import mask
+from nova.errors import run_command
 
 
 def cmd_run(args) -> int:
@@ -47,15 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     # Ctrl-C must work even when started from a shell that ignores SIGINT (background jobs, CI).
     signal.signal(signal.SIGINT, signal.default_int_handler)
     args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except NovaError as exc:
-        print(f"error: {mask(str(exc))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted: finished trials are kept; run the same command again to resume",
-              file=sys.stderr)
-        return 130
+    return run_command(args.func, args, "\ninterrupted: finished trials are kept; run the same command "
+                       "again to resume")
 
 
 if __name__ == "__main__":

@@ -15,3 +15,19 @@ class DataError(NovaError):
 
 class StorageError(NovaError):
     """The Optuna storage cannot be reached or used; the message names the host, never the password."""
+
+
+def run_command(command, args, interrupted: str = "interrupted") -> int:
+    """Run a CLI command: expected errors print one masked line (exit 2), Ctrl-C exits 130."""
+    import sys
+
+    from nova.secrets import mask
+
+    try:
+        return command(args)
+    except NovaError as exc:
+        print(f"error: {mask(str(exc))}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return 130

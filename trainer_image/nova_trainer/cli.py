@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 
 from nova.config import load_resolved
-from nova.errors import NovaError
-from nova.secrets import mask
+from nova.errors import NovaError, run_command
 from nova_trainer import logs
 
 log = logging.getLogger("nova_trainer")
@@ -130,14 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(args.log_level)
-    try:
-        return args.func(args)
-    except NovaError as exc:
-        print(f"error: {mask(str(exc))}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+    return run_command(args.func, args)
 
 
 if __name__ == "__main__":
