@@ -240,6 +240,12 @@ def test_deleted_worker_pod_is_recreated_and_its_trial_retried(e2e, operator, pg
     assert sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)) == done  # none lost
     assert status["trials"] == f"{done}/{budget}"
 
-    job = e2e.batch.read_namespaced_job(f"{name}-workers", e2e.ns)
+    # The refit starts once every study holds its budget, so the run can be Succeeded while the
+    # replacement pod still finds the budget spent and exits; the Job then counts it.
+    def job_complete():
+        job = e2e.batch.read_namespaced_job(f"{name}-workers", e2e.ns)
+        return job if (job.status.succeeded or 0) + (job.status.failed or 0) >= workers + 1 else None
+
+    job = e2e.wait_for(job_complete, "the workers Job to count every pod", name, timeout=120)
     assert job.status.failed == 1 and job.status.succeeded == workers
     assert e2e.core.read_namespaced_pod(new_pod.metadata.name, e2e.ns).status.phase == "Succeeded"
