@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import warnings
 from typing import Any
 
+import grpc
 import optuna
 import sqlalchemy.exc
 from optuna.trial import TrialState
@@ -18,6 +20,7 @@ from optuna.trial import TrialState
 from nova.errors import StorageError
 from nova.secrets import host_of, mask
 from nova.spec import ResolvedRun
+from nova.storage_url import grpc_address, normalize
 from nova_operator.status import StudyProgress
 
 log = logging.getLogger(__name__)
@@ -25,19 +28,15 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 PERMANENT_HINTS = ("password authentication failed", "does not exist", "no password supplied",
                    "permission denied", "role ")
-_storages: dict[str, optuna.storages.RDBStorage] = {}
+_storages: dict[str, optuna.storages.BaseStorage] = {}
 _lock = threading.Lock()
-
-
-def normalize_url(url: str) -> str:
-    """Same spelling rule as the trainer: plain postgresql:// means psycopg 3."""
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
+normalize_url = normalize  # the trainer's spelling rules (nova.storage_url)
 
 
 def describe(exc: BaseException) -> str:
     """The driver's first line, password masked."""
+    if isinstance(exc, grpc.RpcError):
+        return mask(f"gRPC {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
     inner = getattr(exc, "orig", None) or exc
     text = str(inner).strip()
     return mask(text.splitlines()[0]) if text else type(inner).__name__
@@ -48,12 +47,21 @@ def is_permanent(exc: BaseException) -> bool:
     return any(h in describe(exc) for h in PERMANENT_HINTS)
 
 
-def open_storage(url: str) -> optuna.storages.RDBStorage:
-    """One cached storage per URL; raises StorageError naming the host, never the password."""
+def open_storage(url: str) -> optuna.storages.BaseStorage:
+    """One cached storage per URL; raises StorageError naming the host, never the password.
+
+    A grpc:// URL (the chart's Optuna proxy) works too; the chart itself gives the operator the
+    database URL and the workers the proxy's, so status reads do not queue behind worker traffic."""
     url = normalize_url(url)
     with _lock:
         if url in _storages:
             return _storages[url]
+        if (address := grpc_address(url)) is not None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                storage = optuna.storages.GrpcStorageProxy(host=address[0], port=address[1])
+            _storages[url] = storage
+            return storage
         # one pool for every run on this URL: enough connections for the handler threads of a burst
         # of new runs (each creates its studies), still a small fixed number for the database
         kwargs: dict[str, Any] = {"pool_size": 4, "max_overflow": 8, "pool_pre_ping": True, "pool_recycle": 300,
@@ -76,7 +84,10 @@ def forget(url: str) -> None:
         storage = _storages.pop(normalize_url(url), None)
     if storage is not None:
         try:
-            storage.engine.dispose()
+            if isinstance(storage, optuna.storages.GrpcStorageProxy):
+                storage.close()
+            else:
+                storage.engine.dispose()
         except Exception:  # noqa: BLE001
             pass
 

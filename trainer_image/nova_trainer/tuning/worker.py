@@ -22,7 +22,7 @@ from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice, init_rmm, resolve_device
 from nova_trainer.tuning.budget import Progress, progress
 from nova_trainer.tuning.objective import Objective
-from nova_trainer.tuning.storage import TRANSIENT, describe
+from nova_trainer.tuning.storage import describe, is_transient
 from nova_trainer.tuning.study import open_study
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ def _is_transient(exc: BaseException | None) -> bool:
     `_run_trial` when the server restarts during `tell`)."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, TRANSIENT):
+        if is_transient(exc):
             return True
         exc = exc.__cause__ or exc.__context__
         seen += 1
