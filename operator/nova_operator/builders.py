@@ -283,7 +283,10 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
     mounts = _mounts()
     volumes = _volumes(run)
     if "://" not in out:  # a path: mount the output volume there (writable, unlike the root filesystem)
-        mounts.append({"name": "output", "mountPath": out})
+        # on the shared claim each run gets its own folder, <namespace>/<run> (kubelet creates it), so
+        # two runs never write over each other's models and a pod sees only its own run's files
+        mounts.append({"name": "output", "mountPath": out,
+                       **({"subPath": f"{run.namespace}/{run.name}"} if cfg.output_claim else {})})
         volumes.append({"name": "output", **({"persistentVolumeClaim": {"claimName": cfg.output_claim}}
                                             if cfg.output_claim else {"emptyDir": {}})})
     gpus = {spec.gpu.resource_name: spec.gpu.count} if spec.gpu.count > 0 else {}

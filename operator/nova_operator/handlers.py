@@ -16,6 +16,7 @@ import kopf
 from nova.spec import API_GROUP, API_VERSION, PLURAL
 from nova_operator import builders
 from nova_operator.kube import Kube, load_config
+from nova_operator.metrics import METRICS
 from nova_operator.reconcile import delete_studies, reconcile
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,16 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
 
 
 def _pass(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
-    with _lock(body["metadata"]["uid"]):
+    md = body["metadata"]
+    with _lock(md["uid"]), METRICS.reconciling():
         outcome = reconcile(_state["kube"], dict(body), _state["cfg"])
     if outcome.deleted:
         logger.info("ttlSecondsAfterFinished passed: run deleted")
+        METRICS.runs.forget(md["uid"])
         return
     if outcome.decision is None:
         return
+    METRICS.runs.observe(md["uid"], md["namespace"], md["name"], outcome.decision.status)
     patch.status.update(outcome.decision.status)
     for kind, reason, message in outcome.decision.events:
         kopf.event(body, type=kind, reason=reason, message=message)
@@ -75,6 +79,13 @@ def on_change(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: A
 @kopf.timer(*RESOURCE, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL, sharp=False)
 def on_timer(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
     _pass(body, patch, logger)
+
+
+@kopf.on.event(*RESOURCE)
+def on_event(event: kopf.RawEvent, **_: Any) -> None:
+    """Every deletion, finalizer or not, drops the run from the metrics."""
+    if event["type"] == "DELETED":
+        METRICS.runs.forget(event["object"]["metadata"]["uid"])
 
 
 def _drop_studies(spec: kopf.Spec, **_: Any) -> bool:

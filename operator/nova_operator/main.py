@@ -5,7 +5,8 @@
 
 Images and defaults come from the environment: NOVA_TRAINER_IMAGE, NOVA_OUTPUT_CLAIM,
 NOVA_DEFAULT_STORAGE_SECRET (name[/key]), NOVA_STATUS_INTERVAL (seconds), NOVA_OPERATOR_STORAGE_URL
-(the operator's own storage URL, when it reaches the database another way than the pods)."""
+(the operator's own storage URL, when it reaches the database another way than the pods),
+NOVA_METRICS_PORT (serve Prometheus metrics at :PORT/metrics)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-A", "--all-namespaces", action="store_true", help="watch every namespace")
     parser.add_argument("--liveness", default=os.environ.get("NOVA_LIVENESS"),
                         help="serve a liveness probe, e.g. http://0.0.0.0:8080/healthz")
+    parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("NOVA_METRICS_PORT") or 0) or None,
+                        help="serve Prometheus metrics on this port at /metrics ($NOVA_METRICS_PORT)")
     parser.add_argument("--status-interval", type=float, help="seconds between status updates")
     parser.add_argument("--verbose", action="store_true")
     return parser
@@ -47,6 +50,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     import nova_operator.handlers  # noqa: F401 - registers the handlers with kopf
+    from nova_operator.metrics import METRICS
+
+    if args.metrics_port:
+        METRICS.serve(args.metrics_port)
 
     watch = namespaces(args)
     kopf.run(standalone=True, clusterwide=not watch, namespaces=watch, liveness_endpoint=args.liveness)

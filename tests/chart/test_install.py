@@ -256,14 +256,14 @@ def test_operator_from_the_chart_drives_a_run_to_succeeded(control_plane, chart_
     core = k8s.CoreV1Api(api)
     core.create_namespaced_secret(ns, {"metadata": {"name": "optuna"},
                                        "stringData": {"url": pg_url}})
-    health_port = free_port()
+    health_port, metrics_port = free_port(), free_port()
     values = {
         "fullnameOverride": "nova",
         "rbac": {"scope": "namespace", "clusterDiscovery": False},  # only this namespace: other tests' runs are not ours
         "storage": {"mode": "external", "existingSecret": {"name": "optuna", "key": "url"}},
         "operator": {
             "command": ["python", str(SHIM), SA_DIR],
-            "healthPort": health_port, "metrics": {"port": free_port()},
+            "healthPort": health_port, "metrics": {"port": metrics_port},
             "statusInterval": 1,
             "nodeSelector": ON_CHART_RUNNER, "tolerations": [LOCAL_RUNNER_TOLERATION],
         },
@@ -339,4 +339,10 @@ def test_operator_from_the_chart_drives_a_run_to_succeeded(control_plane, chart_
     assert any(e.value_from and e.value_from.secret_key_ref and e.value_from.secret_key_ref.name == "optuna"
                for e in trainer.env)
     assert trainer.image == "ghcr.io/nova-dev/nova-trainer:0.1.0"
+    # the chart's metrics port (NOVA_METRICS_PORT) serves the operator's Prometheus metrics
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        metrics = r.read().decode()
+    assert 'nova_trainingruns{phase="Succeeded"} 1.0' in metrics, metrics
+    assert f'nova_trials_finished{{namespace="{ns}",trainingrun="helm-e2e"}} {float(done)}' in metrics, metrics
+    assert "nova_reconcile_duration_seconds_count" in metrics
     helm_cli("uninstall", "nova", "--namespace", ns, "--wait")

@@ -220,8 +220,12 @@ def test_refit_job_writes_the_model_to_the_output_volume(claim, kind):
     assert mounts["/output/team-a/r1"] == "output"
     output = next(v for v in pod["volumes"] if v["name"] == "output")
     assert kind in output
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "output")
     if claim:
         assert output["persistentVolumeClaim"] == {"claimName": "models"}
+        assert mount["subPath"] == "team-a/r1", "runs share the claim: each must write in its own folder"
+    else:
+        assert "subPath" not in mount
 
 
 def test_refit_to_a_remote_uri_mounts_nothing():
