@@ -18,6 +18,7 @@ from nova_operator import builders
 from nova_operator.kube import Kube, load_config
 from nova_operator.metrics import METRICS
 from nova_operator.reconcile import delete_studies, reconcile
+from nova_operator.status import status_patch
 
 log = logging.getLogger(__name__)
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -61,7 +62,7 @@ def _pass(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
     if outcome.decision is None:
         return
     METRICS.runs.observe(md["uid"], md["namespace"], md["name"], outcome.decision.status)
-    patch.status.update(outcome.decision.status)
+    patch.status.update(status_patch(body.get("status"), outcome.decision.status))
     for kind, reason, message in outcome.decision.events:
         kopf.event(body, type=kind, reason=reason, message=message)
         log.info("%s/%s: %s: %s", body["metadata"]["namespace"], body["metadata"]["name"], reason, message)
@@ -82,8 +83,9 @@ def on_timer(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: An
 
 
 @kopf.on.event(*RESOURCE)
-def on_event(event: kopf.RawEvent, **_: Any) -> None:
-    """Every deletion, finalizer or not, drops the run from the metrics."""
+async def on_event(event: kopf.RawEvent, **_: Any) -> None:
+    """Every deletion, finalizer or not, drops the run from the metrics (async: no thread hop for
+    the many events that are not deletions)."""
     if event["type"] == "DELETED":
         METRICS.runs.forget(event["object"]["metadata"]["uid"])
 

@@ -68,23 +68,19 @@ def open_storage(url: str) -> tuple[Any, Problem | None]:
 
 
 def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: builders.OperatorConfig,
-                   storage: Any, first_pass: bool = False) -> dict[str, Any]:
+                   storage: Any, job: dict[str, Any] | None, spec_changed: bool) -> dict[str, Any]:
     """ConfigMap, studies, then the worker Job: each created once; edits applied in place.
 
-    The first pass of a run creates at once (one call when nothing exists yet); later passes read
-    first (one call when everything exists, instead of a refused create and a read)."""
-    cm = builders.config_map(run, owner)
-    if first_pass:
+    `job` is the worker Job as the caller read it (None on a run's first pass: nothing to read yet,
+    so we create at once, one call when nothing exists). The ConfigMap is only looked at when the
+    Job is missing or the spec changed since the last pass: a status pass over a steady run then
+    costs one read, the Job's."""
+    if job is None or spec_changed:
+        cm = builders.config_map(run, owner)
         existing, created = kube.create_or_get(cm)
-    else:
-        existing = kube.get_config_map(run.namespace, cm["metadata"]["name"])
-        created = existing is None
-        if created:
-            existing, created = kube.create_or_get(cm)
-    if not created and existing["metadata"].get("annotations", {}).get(builders.GENERATION_ANNOTATION) != \
-            str(run.generation):
-        kube.replace_config_map(cm)  # budgets and parallelism may change; immutable fields cannot
-    job = kube.get_job(run.namespace, builders.workers_job_name(run.name))
+        if not created and existing["metadata"].get("annotations", {}).get(builders.GENERATION_ANNOTATION) != \
+                str(run.generation):
+            kube.replace_config_map(cm)  # budgets and parallelism may change; immutable fields cannot
     if job is None:
         studies.create_studies(run, storage)  # before any worker: no create race between workers
         job, created = kube.create_or_get(builders.worker_job(run, owner, cfg))
@@ -133,10 +129,12 @@ def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
     storage = None
     if problem is None and url:
         storage, problem = open_storage(url)
-    workers = kube.get_job(namespace, workers_name)
+    first_pass = not previous.get("phase")
+    workers = None if first_pass and problem is None else kube.get_job(namespace, workers_name)
     if problem is None:
         try:
-            workers = ensure_workers(kube, run, owner, cfg, storage, first_pass=not previous.get("phase"))
+            workers = ensure_workers(kube, run, owner, cfg, storage, workers,
+                                     spec_changed=previous.get("observedGeneration") != md.get("generation"))
         except StorageError as exc:
             problem = Problem("StorageUnavailable", str(exc), retry=True)
         except Exception as exc:  # noqa: BLE001 - a storage driver error while creating studies

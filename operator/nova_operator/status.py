@@ -257,3 +257,14 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
 
 def _scalars(params: dict[str, Any]) -> dict[str, float | int | str | bool]:
     return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
+
+
+def status_patch(previous: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:
+    """The merge patch from the stored status to the decided one: only what changed (None deletes).
+
+    A status pass over a run where nothing moved then sends nothing: with 200 runs and a 10 s
+    interval that is 20 writes a second the API server and etcd do not have to take."""
+    previous = previous or {}
+    patch = {k: v for k, v in status.items() if previous.get(k) != v}
+    patch.update({k: None for k in previous if k not in status})
+    return patch

@@ -216,3 +216,13 @@ def test_storage_errors_name_the_host_not_the_password():
     text = str(err.value)
     assert "127.0.0.1:1" in text and "hunter2" not in text
     assert getattr(err.value, "permanent") is False
+
+
+def test_status_patch_sends_only_what_changed():
+    from nova_operator.status import status_patch
+
+    old = {"phase": "Running", "trials": "3/8", "message": "m", "bestValue": 0.5}
+    assert status_patch(old, dict(old)) == {}
+    assert status_patch(old, {**old, "trials": "4/8"}) == {"trials": "4/8"}
+    assert status_patch(old, {"phase": "Running", "trials": "3/8", "message": "m"}) == {"bestValue": None}
+    assert status_patch(None, {"phase": "Pending"}) == {"phase": "Pending"}
