@@ -14,7 +14,7 @@ from typing import Any
 import kopf
 
 from nova.spec import API_GROUP, API_VERSION, PLURAL
-from nova_operator import builders
+from nova_operator import builders, failpoints
 from nova_operator.kube import Kube, load_config
 from nova_operator.metrics import METRICS
 from nova_operator.reconcile import delete_studies, reconcile
@@ -61,6 +61,7 @@ def _pass(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
         return
     if outcome.decision is None:
         return
+    failpoints.hit(f"before-status-{outcome.decision.status.get('phase')}")
     METRICS.runs.observe(md["uid"], md["namespace"], md["name"], outcome.decision.status)
     patch.status.update(status_patch(body.get("status"), outcome.decision.status))
     for kind, reason, message in outcome.decision.events:

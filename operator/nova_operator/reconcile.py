@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from nova.errors import StorageError
 from nova.spec import ResolvedRun, TrainingRunSpec, format_validation_error
-from nova_operator import builders, studies
+from nova_operator import builders, failpoints, studies
 from nova_operator.kube import Kube
 from nova_operator.status import Decision, JobState, Observed, Problem, decide
 
@@ -81,11 +81,14 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
         if not created and existing["metadata"].get("annotations", {}).get(builders.GENERATION_ANNOTATION) != \
                 str(run.generation):
             kube.replace_config_map(cm)  # budgets and parallelism may change; immutable fields cannot
+        failpoints.hit("after-configmap")
     if job is None:
         studies.create_studies(run, storage)  # before any worker: no create race between workers
+        failpoints.hit("after-studies")
         job, created = kube.create_or_get(builders.worker_job(run, owner, cfg))
         if created:
             log.info("created Job %s/%s", run.namespace, job["metadata"]["name"])
+        failpoints.hit("after-job")
     spec = job.get("spec") or {}
     patch: dict[str, Any] = {}
     if bool(spec.get("suspend")) != run.spec.suspend and not _finished(job):

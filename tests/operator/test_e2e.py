@@ -249,3 +249,48 @@ def test_deleted_worker_pod_is_recreated_and_its_trial_retried(e2e, operator, pg
     job = e2e.wait_for(job_complete, "the workers Job to count every pod", name, timeout=120)
     assert job.status.failed == 1 and job.status.succeeded == workers
     assert e2e.core.read_namespaced_pod(new_pod.metadata.name, e2e.ns).status.phase == "Succeeded"
+
+
+@pytest.mark.reliability
+def test_operator_killed_at_six_points_of_one_run(e2e, operator, pg_url, tmp_path):
+    """One run, the operator killed (os._exit, as SIGKILL) at each point between two of its writes
+    (nova_operator/failpoints.py), restarted each time with the next point armed, then left alone:
+    the run still ends Succeeded with one of each child, the budget met within its bound, no trial
+    RUNNING and none lost."""
+    from nova_operator.failpoints import POINTS
+
+    budget, workers = 10, 2  # long enough that a status pass sees trials running (before-status-Running)
+    name = None
+    for point in POINTS:
+        e2e.op = operator(NOVA_FAILPOINT=point)
+        if name is None:
+            name = e2e.start(tiny_quickstart("kills", budget, workers, rounds=100), pg_url, tmp_path)
+        try:
+            e2e.op.proc.wait(timeout=600)
+        except Exception:  # noqa: BLE001 - report where it stood
+            raise AssertionError(f"the operator never reached failpoint {point}\n{e2e.diagnose(name)}") from None
+        assert e2e.op.proc.returncode == 137 and f"[nova failpoint] {point}" in e2e.op.output(), e2e.op.output()
+        status = e2e.status(name)
+        if point == "after-configmap":  # died between its first two writes
+            e2e.core.read_namespaced_config_map(f"{name}-config", e2e.ns)
+            assert not e2e.batch.list_namespaced_job(e2e.ns).items and not status
+        if point == "after-job":  # the Job exists, no status says so yet
+            assert len(e2e.batch.list_namespaced_job(e2e.ns).items) == 1 and not status.get("phase"), status
+        if point == "before-status-Refitting":
+            assert e2e.batch.read_namespaced_job(f"{name}-refit", e2e.ns) and status["phase"] != "Refitting"
+    e2e.op = operator()
+    e2e.wait_for(lambda: e2e.status(name).get("phase") in ("Succeeded", "Failed"), "the run to finish", name,
+                 timeout=600)
+    status = e2e.status(name)
+    assert status["phase"] == "Succeeded", e2e.diagnose(name)
+    jobs = sorted(j.metadata.name for j in e2e.batch.list_namespaced_job(e2e.ns).items)
+    assert jobs == [f"{name}-refit", f"{name}-workers"], jobs
+    maps = [c.metadata.name for c in e2e.core.list_namespaced_config_map(e2e.ns).items
+            if c.metadata.name.startswith(name)]
+    assert maps == [f"{name}-config"], maps
+    trials = study_trials(pg_url, f"{e2e.ns}.{name}.AAA")
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    done = counted(trials)
+    assert budget <= done <= budget + workers - 1, [(t.number, t.state) for t in trials]
+    assert sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)) == done  # none lost
+    assert status["trials"] == f"{done}/{budget}" and status["model"]["symbols"][0]["file"].endswith(".ubj")
