@@ -277,7 +277,7 @@ def test_operator_killed_at_six_points_of_one_run(e2e, operator, pg_url, tmp_pat
         if point == "after-job":  # the Job exists, no status says so yet
             assert len(e2e.batch.list_namespaced_job(e2e.ns).items) == 1 and not status.get("phase"), status
         if point == "before-status-Refitting":
-            assert e2e.batch.read_namespaced_job(f"{name}-refit", e2e.ns) and status["phase"] != "Refitting"
+            assert e2e.batch.read_namespaced_job(f"{name}-refit", e2e.ns) and status.get("phase") != "Refitting"
     e2e.op = operator()
     e2e.wait_for(lambda: e2e.status(name).get("phase") in ("Succeeded", "Failed"), "the run to finish", name,
                  timeout=600)

@@ -350,3 +350,69 @@ def test_ttl_after_finished_deletes_a_failed_run(cluster, operator, storage_url,
 
     wait_for(gone, "the failed run deleted after its TTL", timeout=60, op=op)
     assert cluster.phase("nottl") == "Failed"  # no TTL: kept for a human to read
+
+
+@pytest.mark.reliability
+@pytest.mark.timeout(420)
+def test_a_node_removed_mid_run(cluster, operator, storage_url, control_plane, kube_namespace):
+    """Both workers run on one GPU node, which is then deleted: the pod garbage collector removes its
+    pods, the Job makes new ones on a second node, and the run carries on to Succeeded with its
+    finished trials intact and one Job (the trials of a worker that died with its node are the
+    heartbeat's: tests/integration/test_distributed_tuning.py)."""
+    from tests.cluster.controlplane import gpu_node
+
+    pool = {"nova.dev/test-pool": kube_namespace}
+    doomed, spare = f"{kube_namespace}-gpu-a", f"{kube_namespace}-gpu-b"
+    control_plane.add_nodes([_labelled(gpu_node(doomed), pool)])
+    control_plane.wait_nodes_ready([doomed])
+    cluster.secret("optuna", storage_url)
+    op = operator()
+    try:
+        cluster.create_run(run_body("lost", scheduling={"nodeSelector": pool}))
+        wait_for(lambda: len([p for p in cluster.pods("lost-workers") if p.status.phase == "Running"]) == 2,
+                 "2 workers Running on the first node", timeout=120, op=op)
+        assert {p.spec.node_name for p in cluster.pods("lost-workers")} == {doomed}
+        add_trials(storage_url, f"{kube_namespace}.lost.AAA", [0.6, None])
+        wait_for(lambda: cluster.run("lost")["status"].get("trials") == "2/6", "trials 2/6", op=op)
+        first = {p.metadata.uid for p in cluster.pods("lost-workers")}
+
+        control_plane.add_nodes([_labelled(gpu_node(spare), pool)])
+        control_plane.wait_nodes_ready([spare])
+        cluster.core.delete_node(doomed)
+        replaced = wait_for(lambda: [p for p in cluster.pods("lost-workers") if p.metadata.uid not in first
+                                     and p.status.phase == "Running"] if not any(
+                                         p.metadata.uid in first for p in cluster.pods("lost-workers")) else None,
+                            "the Job's new pods Running on the second node", timeout=240, op=op)
+        assert len(replaced) == 2 and {p.spec.node_name for p in replaced} == {spare}
+        wait_for(lambda: (cluster.run("lost")["status"].get("workers") or {}).get("ready") == 2,
+                 "status: 2 ready workers again", op=op)
+        status = cluster.run("lost")["status"]
+        assert status["phase"] == "Running" and status["trials"] == "2/6", status
+
+        add_trials(storage_url, f"{kube_namespace}.lost.AAA", [0.62])
+        add_trials(storage_url, f"{kube_namespace}.lost.BBB", [0.55, 0.57, None])
+        for pod in cluster.pods("lost-workers"):
+            cluster.core.patch_namespaced_pod(pod.metadata.name, kube_namespace, {"metadata": {"annotations": {
+                KWOK_EXIT_CODE_ANNOTATION: "0"}}})
+        wait_for(lambda: cluster.job("lost-refit"), "the refit Job", op=op)
+        finish_refit_pod(cluster, "lost-refit", {"AAA": {"best_value": 0.62, "model": "AAA.ubj"},
+                                                 "BBB": {"best_value": 0.57, "model": "BBB.ubj"}})
+        wait_for(lambda: cluster.phase("lost") == "Succeeded", "Succeeded", timeout=90, op=op)
+        jobs, cms = cluster.children("lost")
+        assert sorted(j.metadata.name for j in jobs) == ["lost-refit", "lost-workers"] and len(cms) == 1
+        study = optuna.load_study(study_name=f"{kube_namespace}.lost.AAA", storage=storage_url)
+        assert [t.state for t in study.trials][:2] == [TrialState.COMPLETE, TrialState.PRUNED]
+        assert cluster.run("lost")["status"]["trials"] == "6/6"
+    finally:
+        for node in (doomed, spare):
+            try:
+                cluster.core.delete_node(node)
+            except ApiException:
+                pass
+            if node in control_plane.node_names:
+                control_plane.node_names.remove(node)
+
+
+def _labelled(node: dict, labels: dict[str, str]) -> dict:
+    node["metadata"].setdefault("labels", {}).update(labels)
+    return node
