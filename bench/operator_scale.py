@@ -307,7 +307,7 @@ def main() -> int:
         result = {
             "runs": args.runs,
             "status_interval_s": args.status_interval,
-            "operator_workers": int(os.environ.get("NOVA_OPERATOR_WORKERS", "32")),
+            "operator_workers": int(os.environ.get("NOVA_OPERATOR_WORKERS", "12")),
             "apply_span_s": round(apply_span, 3),
             "apply_to_job_p50_s": round(pct(to_job, 0.5), 3),
             "apply_to_job_p95_s": round(pct(to_job, 0.95), 3),

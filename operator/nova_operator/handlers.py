@@ -7,7 +7,6 @@ kopf keeps its own bookkeeping in annotations (never in `status`, whose schema i
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Any
 
@@ -17,16 +16,17 @@ from nova.spec import API_GROUP, API_VERSION, PLURAL
 from nova_operator import builders, failpoints
 from nova_operator.kube import Kube, load_config
 from nova_operator.metrics import METRICS
+from nova_operator.settings import HANDLER_THREADS, STATUS_INTERVAL
 from nova_operator.reconcile import delete_studies, reconcile
 from nova_operator.status import status_patch
 
 log = logging.getLogger(__name__)
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
-STATUS_INTERVAL = float(os.environ.get("NOVA_STATUS_INTERVAL", "10"))
 
 _state: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
+_timer_slots = threading.BoundedSemaphore(max(2, HANDLER_THREADS // 4))
 
 
 def _lock(uid: str) -> threading.Lock:
@@ -44,7 +44,7 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.CRITICAL  # events are ours: one per phase transition, not per log line
     # handler threads: a pass mostly waits on the API server and the database, so 200 runs applied
     # at once are served by many threads, not by CPU
-    settings.execution.max_workers = int(os.environ.get("NOVA_OPERATOR_WORKERS", "32"))
+    settings.execution.max_workers = HANDLER_THREADS
     settings.watching.server_timeout = 300
     load_config(pool_size=settings.execution.max_workers + 8)
     _state["kube"] = Kube()
@@ -80,7 +80,15 @@ def on_change(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: A
 # doubled the work of every new run (it measured as the bulk of apply -> Job under 200 runs)
 @kopf.timer(*RESOURCE, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL, sharp=False)
 def on_timer(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
-    _pass(body, patch, logger)
+    # Status passes take at most a quarter of the handler threads; a tick that finds them all busy
+    # is skipped (the next comes in STATUS_INTERVAL), so a burst of new runs always has threads to
+    # create their Jobs instead of queueing behind the status passes of the runs before them.
+    if not _timer_slots.acquire(blocking=False):
+        return
+    try:
+        _pass(body, patch, logger)
+    finally:
+        _timer_slots.release()
 
 
 @kopf.on.event(*RESOURCE)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import grpc
 import optuna
@@ -21,6 +22,7 @@ from nova.errors import StorageError
 from nova.secrets import host_of, mask
 from nova.spec import ResolvedRun
 from nova.storage_url import grpc_address, normalize
+from nova_operator.settings import HANDLER_THREADS
 from nova_operator.status import StudyProgress
 
 log = logging.getLogger(__name__)
@@ -62,9 +64,12 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 storage = optuna.storages.GrpcStorageProxy(host=address[0], port=address[1])
             _storages[url] = storage
             return storage
-        # one pool for every run on this URL: enough connections for the handler threads of a burst
-        # of new runs (each creates its studies), still a small fixed number for the database
-        kwargs: dict[str, Any] = {"pool_size": 4, "max_overflow": 8, "pool_pre_ping": True, "pool_recycle": 300,
+        # one pool for every run on this URL, as many connections as handler threads (a burst of new
+        # runs had 32 threads queueing for 12). No pre-ping: it cost a round trip per checkout, a
+        # third of all the operator's database time under 200 runs; a connection the server dropped
+        # fails once, SQLAlchemy then invalidates the pool and `_with_reconnect` runs it again.
+        kwargs: dict[str, Any] = {"pool_size": HANDLER_THREADS // 2, "max_overflow": HANDLER_THREADS - HANDLER_THREADS // 2,
+                                  "pool_recycle": 300,
                                   "connect_args": {"connect_timeout": 5}}
         if url.startswith("sqlite"):
             kwargs = {"connect_args": {"timeout": 30}}
@@ -92,35 +97,85 @@ def forget(url: str) -> None:
             pass
 
 
+T = TypeVar("T")
+
+
+def _with_reconnect(action: Callable[[], T]) -> T:
+    """Run a storage action; once more if the server had dropped the pooled connection."""
+    try:
+        return action()
+    except sqlalchemy.exc.DBAPIError as exc:
+        if not exc.connection_invalidated:
+            raise
+        log.info("database connection was dropped (%s); reconnecting", describe(exc))
+        return action()
+
+
 def create_studies(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[str]:
-    """Create every symbol's study (idempotent: an existing one is loaded, never reset)."""
+    """Create every symbol's study (idempotent: an existing one is kept, never reset).
+
+    One insert per study through the storage API (`optuna.create_study` reads it back afterwards);
+    the study's attributes (budget, metric, symbol, for the dashboard) are the trainer's to write
+    when it opens the study (nova_trainer.tuning.study), so a burst of new runs costs the database
+    one transaction per symbol here."""
+    direction = (optuna.study.StudyDirection.MAXIMIZE if run.spec.tuning.resolved_direction == "maximize"
+                 else optuna.study.StudyDirection.MINIMIZE)
     names = []
     for symbol in run.spec.data.symbols:
-        study = optuna.create_study(storage=storage, study_name=run.study_name(symbol), load_if_exists=True,
-                                    direction=run.spec.tuning.resolved_direction)
-        attrs = study.user_attrs
-        for key, value in (("budget", run.spec.tuning.trials), ("metric", run.spec.tuning.metric),
-                           ("symbol", symbol)):
-            if attrs.get(key) != value:
-                study.set_user_attr(key, value)
-        names.append(study.study_name)
+        name = run.study_name(symbol)
+
+        def create() -> int:
+            try:
+                return storage.create_new_study([direction], name)
+            except optuna.exceptions.DuplicatedStudyError:
+                return storage.get_study_id_from_name(name)
+
+        _ids[(id(storage), name)] = (_with_reconnect(create), direction == optuna.study.StudyDirection.MAXIMIZE)
+        names.append(name)
     return names
+
+
+# (storage, study name) -> (study id, maximize): neither changes while the study lives, so a status
+# pass reads only the trials; a study deleted and made again under the same name gets a new id, and
+# the stale entry is dropped at its first KeyError.
+_ids: dict[tuple[int, str], tuple[int, bool]] = {}
+
+
+def _study_id(storage: optuna.storages.BaseStorage, name: str) -> tuple[int, bool]:
+    key = (id(storage), name)
+    if key not in _ids:
+        study_id = storage.get_study_id_from_name(name)
+        maximize = storage.get_study_directions(study_id)[0] == optuna.study.StudyDirection.MAXIMIZE
+        _ids[key] = (study_id, maximize)
+    return _ids[key]
+
+
+def _trials(storage: optuna.storages.BaseStorage, name: str) -> tuple[list[optuna.trial.FrozenTrial], bool]:
+    """(trials, maximize) of a study; KeyError when there is no such study."""
+    study_id, maximize = _study_id(storage, name)
+    try:
+        return storage.get_all_trials(study_id, deepcopy=False), maximize
+    except KeyError:  # deleted since its id was cached, maybe made again under the same name
+        _ids.pop((id(storage), name), None)
+        study_id, maximize = _study_id(storage, name)
+        return storage.get_all_trials(study_id, deepcopy=False), maximize
 
 
 def read_progress(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[StudyProgress]:
     """Counts and best trial of every symbol's study; a study not created yet reads as empty."""
-    out = []
-    for symbol in run.spec.data.symbols:
-        name = run.study_name(symbol)
-        try:
-            study_id = storage.get_study_id_from_name(name)
-        except KeyError:
-            out.append(StudyProgress(symbol=symbol, study=name, exists=False))
-            continue
-        trials = storage.get_all_trials(study_id, deepcopy=False)
-        direction = storage.get_study_directions(study_id)[0]
-        out.append(summarize(symbol, name, trials, direction == optuna.study.StudyDirection.MAXIMIZE))
-    return out
+    def read() -> list[StudyProgress]:
+        out = []
+        for symbol in run.spec.data.symbols:
+            name = run.study_name(symbol)
+            try:
+                trials, maximize = _trials(storage, name)
+            except KeyError:
+                out.append(StudyProgress(symbol=symbol, study=name, exists=False))
+                continue
+            out.append(summarize(symbol, name, trials, maximize))
+        return out
+
+    return _with_reconnect(read)
 
 
 def summarize(symbol: str, name: str, trials: list[optuna.trial.FrozenTrial], maximize: bool) -> StudyProgress:
@@ -146,6 +201,7 @@ def delete_studies(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> li
     for symbol in run.spec.data.symbols:
         try:
             optuna.delete_study(study_name=run.study_name(symbol), storage=storage)
+            _ids.pop((id(storage), run.study_name(symbol)), None)
             deleted.append(run.study_name(symbol))
         except KeyError:
             continue

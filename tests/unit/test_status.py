@@ -189,7 +189,7 @@ def test_studies_created_up_front_and_progress_counted_like_the_trainer(storage)
     assert studies.create_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]
     assert studies.create_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]  # idempotent
     study = optuna.load_study(study_name="ns.r.AAA", storage=storage)
-    assert study.user_attrs == {"budget": 4, "metric": "auc", "symbol": "AAA"}
+    assert study.direction == optuna.study.StudyDirection.MAXIMIZE and not study.trials
     dist = {"eta": FloatDistribution(0.01, 0.3)}
     for value in (0.55, 0.62):
         study.add_trial(create_trial(params={"eta": value / 10}, distributions=dist, value=value))
