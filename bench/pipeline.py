@@ -42,7 +42,7 @@ def manifest(symbols: int, bars: int, rounds: int, train_size: int) -> dict:
                 "data": {"source": "synthetic", "symbols": [f"SYM{i}" for i in range(symbols)],
                          "bars": bars, "interval": "5m", "seed": 1},
                 "validation": {"walkForward": {"folds": 3, "testSize": train_size // 4, "gap": 1,
-                                               "minTrainSize": train_size, "expanding": False}},
+                                               "minTrainSize": train_size, "maxTrainSize": train_size}},
                 "model": {"numBoostRound": rounds, "earlyStoppingRounds": None, "nthread": 1},
                 "prep": {"maxAhead": 2, "deleteAfterUse": True},
                 "gpu": {"count": 0}}}

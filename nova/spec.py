@@ -103,11 +103,24 @@ class TargetSpec(SpecModel):
 
 
 class WalkForwardSpec(SpecModel):
+    model_config = ConfigDict(json_schema_extra=_cel(
+        ("!has(self.maxTrainSize) || self.maxTrainSize >= self.minTrainSize",
+         "validation.walkForward.maxTrainSize must be >= minTrainSize")))
+
     folds: int = Field(5, ge=1, le=50)
     test_size: int = Field(60, ge=5, le=1_000_000, description="Bars in each test window")
     gap: int = Field(5, ge=0, le=10_000, description="Bars dropped between train and test; >= target.horizon")
     min_train_size: int = Field(250, ge=20, le=10_000_000, description="Fewest bars in the first training window")
+    max_train_size: int | None = Field(
+        None, ge=20, le=100_000_000, description="Most bars in a training window, the most recent ones "
+        "(features still use the whole history); default: all")
     expanding: bool = Field(True, description="Expanding (true) or rolling (false) training window")
+
+    @model_validator(mode="after")
+    def _check(self) -> WalkForwardSpec:
+        if self.max_train_size is not None and self.max_train_size < self.min_train_size:
+            raise ValueError("validation.walkForward.maxTrainSize must be >= minTrainSize")
+        return self
 
 
 class ValidationSpec(SpecModel):

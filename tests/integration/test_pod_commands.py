@@ -46,7 +46,7 @@ def test_prep_sidecar_feeds_the_trainer_then_refit_writes_models(write_run, pg_u
         assert sidecar.wait(20) == 0
     assert "NOPE_BAD: skipped" in trainer.stdout and "unknown symbol 'NOPE_BAD'" in trainer.stdout
     assert "AAA: worker 0 ran" in trainer.stdout and "BBB: worker 0 ran" in trainer.stdout
-    assert not list(features.glob("*.parquet"))  # deleteAfterUse
+    assert not list(features.glob("*.arrow"))  # deleteAfterUse
     refit = subprocess.run(cli("refit", "--config", str(config), "--out", str(output)), env=env,
                            capture_output=True, text=True, timeout=300)
     assert refit.returncode == 0, refit.stderr[-3000:]

@@ -80,10 +80,10 @@ def test_prep_marker(prepared, case):
     _, out, paths = prepared
     if case.outcome == "accepted":
         marker = json.loads((out / f"{case.symbol}.ready").read_text())
-        assert marker["sha256"] == sha256(out / f"{case.symbol}.parquet") and marker["rows"] > 0
+        assert marker["sha256"] == sha256(out / f"{case.symbol}.arrow") and marker["rows"] > 0
         assert not (out / f"{case.symbol}.failed").exists()
         return
-    assert not (out / f"{case.symbol}.ready").exists() and not (out / f"{case.symbol}.parquet").exists()
+    assert not (out / f"{case.symbol}.ready").exists() and not (out / f"{case.symbol}.arrow").exists()
     reason = json.loads((out / f"{case.symbol}.failed").read_text())["reason"]
     assert str(paths[case.symbol]) in reason and re.search(case.match, reason), reason
 
@@ -92,4 +92,4 @@ def test_prep_marker(prepared, case):
 def test_good_symbols_around_the_broken_ones_are_prepared(prepared, symbol):
     _, out, _ = prepared
     marker = json.loads((out / f"{symbol}.ready").read_text())
-    assert marker["rows"] > 300 and marker["sha256"] == sha256(out / f"{symbol}.parquet")
+    assert marker["rows"] > 300 and marker["sha256"] == sha256(out / f"{symbol}.arrow")

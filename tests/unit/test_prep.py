@@ -31,11 +31,11 @@ def test_produce_then_consume_verifies_and_deletes(tmp_path):
     outcome = produce(run, tmp_path)
     assert outcome == {"AAA": "ready", "BBB": "ready", "CCC": "ready"}
     marker = json.loads((tmp_path / "AAA.ready").read_text())
-    assert marker["sha256"] == sha256(tmp_path / "AAA.parquet") and marker["rows"] > 0
+    assert marker["sha256"] == sha256(tmp_path / "AAA.arrow") and marker["rows"] > 0
     got = list(consume_shards(run, tmp_path, delete=True))
     assert [s for s, _ in got] == ["AAA", "BBB", "CCC"]
     assert all(not isinstance(d, Exception) and len(d.y) == marker["rows"] for _, d in got)
-    assert not list(tmp_path.glob("*.parquet")) and len(list(tmp_path.glob("*.consumed"))) == 3
+    assert not list(tmp_path.glob("*.arrow")) and len(list(tmp_path.glob("*.consumed"))) == 3
 
 
 def test_symbol_with_no_data_is_reported_and_skipped(tmp_path):
@@ -55,7 +55,7 @@ def test_symbol_with_no_data_is_reported_and_skipped(tmp_path):
 def test_corrupted_shard_is_refused_with_a_clear_message(tmp_path):
     run = make_run(symbols=("AAA", "BBB"))
     produce(run, tmp_path)
-    shard = tmp_path / "AAA.parquet"
+    shard = tmp_path / "AAA.arrow"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
@@ -106,13 +106,13 @@ def test_prep_killed_mid_universe_then_restarted_loses_nothing(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done_before = {p.stem: sha256(out / f"{p.stem}.parquet") for p in out.glob("*.ready")}
+    done_before = {p.stem: sha256(out / f"{p.stem}.arrow") for p in out.glob("*.ready")}
     assert "S0" in done_before and len(done_before) < 8
     assert not (out / "_done").exists()
     proc = _prep_process(config, out)
     assert proc.wait(120) == 0
     for symbol, digest in done_before.items():  # finished shards were kept, not rebuilt
-        assert sha256(out / f"{symbol}.parquet") == digest
+        assert sha256(out / f"{symbol}.arrow") == digest
     assert len(list(out.glob("*.ready"))) == 8
 
 
@@ -134,7 +134,7 @@ def test_sigterm_during_prep_exits_cleanly_and_leaves_only_whole_shards(tmp_path
     assert proc.wait(20) == 0
     assert not list(out.glob(".*.tmp"))
     for marker in out.glob("*.ready"):
-        assert json.loads(marker.read_text())["sha256"] == sha256(out / f"{marker.stem}.parquet")
+        assert json.loads(marker.read_text())["sha256"] == sha256(out / f"{marker.stem}.arrow")
 
 
 def test_linger_keeps_the_sidecar_alive_until_sigterm(tmp_path):

@@ -44,3 +44,23 @@ def test_target_uses_the_future_close_only_through_the_label():
 def test_too_little_data_says_what_is_needed():
     with pytest.raises(DataError, match="AAPL: 300 labelled rows.*need 555"):
         walk_forward_splits(300, folds=5, test_size=60, gap=5, min_train_size=250, symbol="AAPL")
+
+
+@pytest.mark.parametrize("expanding", [True, False])
+def test_max_train_size_keeps_the_most_recent_rows(expanding):
+    splits = walk_forward_splits(10_000, folds=3, test_size=100, gap=2, min_train_size=200, expanding=expanding,
+                                 max_train_size=500)
+    for s in splits:
+        assert s.train_end - s.train_start == 500 and s.test_start - s.train_end == 2
+        check_no_overlap(s, horizon=2)
+
+
+def test_max_train_size_below_min_train_size_is_refused():
+    from nova.errors import SpecError
+    from nova.manifest import parse_run
+
+    doc = {"apiVersion": "nova.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "w"},
+           "spec": {"data": {"symbols": ["AAPL"]},
+                    "validation": {"walkForward": {"minTrainSize": 300, "maxTrainSize": 100}}}}
+    with pytest.raises(SpecError, match="maxTrainSize must be >= minTrainSize"):
+        parse_run(doc)

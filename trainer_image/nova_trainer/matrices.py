@@ -18,19 +18,23 @@ log = logging.getLogger(__name__)
 
 
 def make_matrices(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFrame | None,
-                  y_test: np.ndarray | None, quantile: bool, max_bin: int,
+                  y_test: np.ndarray | None, quantile: bool, max_bin: int, nthread: int | None = None,
                   ) -> tuple[xgb.DMatrix, xgb.DMatrix | None, str]:
-    """(train, test, kind) where test shares the train matrix's bin edges (ref=train)."""
+    """(train, test, kind) where test shares the train matrix's bin edges (ref=train).
+
+    `nthread` is the model's: building the matrix would otherwise take every core, including the
+    one the prep sidecar (or the prefetch thread) is using at that moment."""
+    threads = nthread or -1
     if quantile:
         try:
-            train = xgb.QuantileDMatrix(X_train, y_train, max_bin=max_bin)
-            test = (xgb.QuantileDMatrix(X_test, y_test, ref=train, max_bin=max_bin)
+            train = xgb.QuantileDMatrix(X_train, y_train, max_bin=max_bin, nthread=threads)
+            test = (xgb.QuantileDMatrix(X_test, y_test, ref=train, max_bin=max_bin, nthread=threads)
                     if X_test is not None else None)
             return train, test, "QuantileDMatrix"
         except (xgb.core.XGBoostError, TypeError, ValueError) as exc:
             log.warning("QuantileDMatrix refused (%s); falling back to DMatrix", exc)
-    train = xgb.DMatrix(X_train, y_train)
-    test = xgb.DMatrix(X_test, y_test) if X_test is not None else None
+    train = xgb.DMatrix(X_train, y_train, nthread=threads)
+    test = xgb.DMatrix(X_test, y_test, nthread=threads) if X_test is not None else None
     return train, test, "DMatrix"
 
 

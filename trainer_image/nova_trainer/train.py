@@ -120,7 +120,7 @@ def select_top_features(data: SymbolData, n: int, params: dict[str, Any], quanti
     columns = list(data.X.columns)
     if n >= len(columns):
         return columns
-    dtrain, _, _ = make_matrices(data.X, data.y, None, None, quantile, params["max_bin"])
+    dtrain, _, _ = make_matrices(data.X, data.y, None, None, quantile, params["max_bin"], params.get("nthread"))
     quick = {k: v for k, v in params.items() if k != "eval_metric"}
     booster = xgb.train(quick, dtrain, num_boost_round=SELECTION_ROUNDS)
     gain = booster.get_score(importance_type="total_gain")
@@ -131,7 +131,7 @@ def select_top_features(data: SymbolData, n: int, params: dict[str, Any], quanti
 def splits_for(spec: TrainingRunSpec, n_rows: int, symbol: str) -> list[Split]:
     wf = spec.validation.walk_forward
     splits = walk_forward_splits(n_rows, wf.folds, wf.test_size, wf.gap, wf.min_train_size,
-                                 wf.expanding, symbol)
+                                 wf.expanding, symbol, wf.max_train_size)
     for split in splits:
         check_no_overlap(split, spec.target.horizon)
     return splits
@@ -151,7 +151,8 @@ def evaluate(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any], dev
         if spec.features.select_top_n:
             columns = select_top_features(train, spec.features.select_top_n, params, spec.model.quantile_d_matrix)
         dtrain, dtest, matrix_kind = make_matrices(train.X[columns], train.y, test.X[columns], test.y,
-                                                   spec.model.quantile_d_matrix, params["max_bin"])
+                                                   spec.model.quantile_d_matrix, params["max_bin"],
+                                                   params.get("nthread"))
         callbacks: list[xgb.callback.TrainingCallback] = []
         if spec.model.early_stopping_rounds:
             callbacks.append(xgb.callback.EarlyStopping(
@@ -184,7 +185,7 @@ def fit_final(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any], de
     if spec.features.select_top_n:
         columns = select_top_features(data, spec.features.select_top_n, params, spec.model.quantile_d_matrix)
     dtrain, _, kind = make_matrices(data.X[columns], data.y, None, None, spec.model.quantile_d_matrix,
-                                    params["max_bin"])
+                                    params["max_bin"], params.get("nthread"))
     booster = xgb.train(params, dtrain, max(1, num_rounds))
     return booster, columns, kind
 

@@ -30,7 +30,10 @@ class Split:
 
 
 def walk_forward_splits(n_rows: int, folds: int, test_size: int, gap: int, min_train_size: int,
-                        expanding: bool = True, symbol: str = "") -> list[Split]:
+                        expanding: bool = True, symbol: str = "", max_train_size: int | None = None,
+                        ) -> list[Split]:
+    """Expanding windows start at row 0; rolling ones keep the first window's length. Either is cut
+    to its last `max_train_size` rows when that is set."""
     first_test = n_rows - folds * test_size
     needed = min_train_size + gap + folds * test_size
     if first_test - gap < min_train_size:
@@ -43,6 +46,8 @@ def walk_forward_splits(n_rows: int, folds: int, test_size: int, gap: int, min_t
         test_start = first_test + k * test_size
         train_end = test_start - gap
         train_start = 0 if expanding else max(0, train_end - max(min_train_size, first_test - gap))
+        if max_train_size is not None:
+            train_start = max(train_start, train_end - max_train_size)
         splits.append(Split(k, train_start, train_end, test_start, test_start + test_size))
     return splits
 

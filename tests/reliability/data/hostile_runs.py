@@ -73,6 +73,8 @@ CASES: list[Case] = [
     Case("trials-zero", "tuning.trials", {"tuning": {"trials": 0}}),
     Case("trials-huge", "tuning.trials", {"tuning": {"trials": 10**9}}),
     Case("workers-zero", "tuning.workers", {"tuning": {"workers": 0}}),
+    Case("max-train-below-min", "maxTrainSize",
+         {"validation": {"walkForward": {"minTrainSize": 300, "maxTrainSize": 100}}}),
     Case("workers-huge", "tuning.workers", {"tuning": {"workers": 5000, "trials": 10000}}),
     Case("workers-over-trials", "tuning.workers", {"tuning": {"workers": 8, "trials": 4}}),
     Case("heartbeat-zero", "tuning.heartbeatSeconds", {"tuning": {"heartbeatSeconds": 0}}),
