@@ -20,7 +20,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -37,20 +36,9 @@ from nova_trainer.tuning.storage import open_storage  # noqa: E402
 from nova_trainer.tuning.study import open_study  # noqa: E402
 from tests.conftest import small_run_manifest  # noqa: E402
 from tests.support.optuna_proxy import free_port, start_proxy, stop  # noqa: E402
-from tests.support.postgres import start_postgres  # noqa: E402
+from tests.support.postgres import ConnectionSampler, start_postgres  # noqa: E402
 
 ERROR_PATTERNS = ("Traceback", "too many clients", "ERROR", "error:", "OperationalError")
-
-
-def sampler(pg, database: str, stop: threading.Event, samples: list[int]) -> None:
-    import psycopg
-
-    with psycopg.connect(host=str(pg.data_dir), port=pg.port, user="postgres", dbname="postgres",
-                         autocommit=True) as conn:
-        while not stop.is_set():
-            (n,), = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s", (database,)).fetchall()
-            samples.append(int(n))
-            stop.wait(0.1)
 
 
 def one_way(pg, via: str, args: argparse.Namespace) -> tuple[dict, bool]:
@@ -70,10 +58,8 @@ def one_way(pg, via: str, args: argparse.Namespace) -> tuple[dict, bool]:
         port = free_port()
         proxy = start_proxy(url, port)
         worker_url = f"grpc://127.0.0.1:{port}"
-    samples: list[int] = []
-    stop_sampling = threading.Event()
-    t_sampler = threading.Thread(target=sampler, args=(pg, database, stop_sampling, samples), daemon=True)
-    t_sampler.start()
+    sampler = ConnectionSampler(pg, database)
+    sampler.start()
     env = {**os.environ, "NOVA_STORAGE_URL": worker_url, "OMP_NUM_THREADS": "1"}
     t0 = time.monotonic()
     procs = []
@@ -90,8 +76,7 @@ def one_way(pg, via: str, args: argparse.Namespace) -> tuple[dict, bool]:
                 p.kill()
         proxy_log = stop(proxy) if proxy else ""
     wall = time.monotonic() - t0
-    stop_sampling.set()
-    t_sampler.join(5)
+    connections = sampler.finish()
     logs = [(work / f"worker-{i}.log").read_text(errors="replace") for i in range(args.workers)]
     errors = {pat: sum(text.count(pat) for text in logs) for pat in ERROR_PATTERNS}
     first_errors = [line for text in logs for line in text.splitlines()
@@ -102,8 +87,7 @@ def one_way(pg, via: str, args: argparse.Namespace) -> tuple[dict, bool]:
     result = {
         "via": via, "workers": args.workers, "trials_budget": args.trials, "wall_seconds": round(wall, 1),
         "worker_exit_codes": {str(c): codes.count(c) for c in sorted(set(codes))},
-        "db_connections": {"peak": max(samples), "mean": round(sum(samples) / len(samples), 1),
-                           "samples": len(samples), "peak_per_worker": round(max(samples) / args.workers, 2)},
+        "db_connections": {**connections, "peak_per_worker": round(connections["peak"] / args.workers, 2)},
         "errors_in_logs": errors, "first_error_lines": first_errors, "storage_retries_logged": retries,
         "stale_takeovers_logged": stale_takeovers,
         "study": {"complete": p.complete, "pruned": p.pruned, "failed": p.failed, "running": p.running,

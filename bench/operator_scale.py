@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 
 from tests.cluster import controlplane  # noqa: E402
-from tests.support.postgres import start_postgres  # noqa: E402
+from tests.support.postgres import ConnectionSampler, start_postgres  # noqa: E402
 
 GROUP, VERSION, PLURAL = "nova.dev", "v1alpha1", "trainingruns"
 NAMESPACE = "bench"
@@ -209,6 +209,8 @@ def main() -> int:
                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         rss = RssSampler(op.pid)
         rss.start()
+        connections = ConnectionSampler(pg, "operator_scale", every=0.2)
+        connections.start()
         time.sleep(8)  # the operator's start-up: imports, kopf's first list of the (empty) namespace
         if op.poll() is not None:
             raise RuntimeError(f"the operator exited: {op_log.read_text()[-3000:]}")
@@ -304,6 +306,9 @@ def main() -> int:
         duplicates = len(jobs) - len({j.metadata.name for j in jobs})
         errors = sum(1 for line in op_log.read_text(errors="replace").splitlines()
                      if " ERROR " in line or "Traceback" in line)
+        storage_problems = sum(op_log.read_text(errors="replace").count(w)
+                               for w in ("StorageUnavailable", "too many clients"))
+        db = connections.finish()
         result = {
             "runs": args.runs,
             "status_interval_s": args.status_interval,
@@ -326,6 +331,8 @@ def main() -> int:
             "jobs_created": len(jobs_seen),
             "jobs_total": len(jobs),
             "duplicate_jobs": duplicates,
+            "operator_db_connections": db,
+            "operator_storage_problems_logged": storage_problems,
             "worker_pods": len(pods),
             "worker_pods_running": running,
             "pod_nodes": nodes,
@@ -359,6 +366,8 @@ def main() -> int:
                                                 ["peak", result["operator_peak_rss_mb"]],
                                                 ["at the end of the hold", result["operator_final_rss_mb"]],
                                                 ["target (peak)", "< 250"]]))
+        print(f"\noperator's database connections: peak {db['peak']}, mean {db['mean']}; "
+              f"storage problems logged: {storage_problems}")
         if not args.no_write:
             print(f"\nwrote {write_result('operator_scale', result)}")
         return 0 if result["meets_targets"] and duplicates == 0 else 1

@@ -22,10 +22,8 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
-from typing import Any, Callable
 
 import pytest
 import yaml
@@ -37,6 +35,7 @@ from tests.cluster.fixtures import LOCAL_RUNNER_TOLERATION
 from tests.cluster import local_runner as runner_module
 from tests.cluster.local_runner import LocalRunner
 from tests.conftest import small_run_manifest
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow]
 SHIM = Path(__file__).resolve().parent / "incluster_shim.py"
@@ -49,23 +48,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_for(check: Callable[[], Any], what: str, timeout: float = 60, diagnose: Callable[[], str] | None = None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            last = None
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last={last!r}\n"
-                         f"{diagnose() if diagnose else ''}")
 
 
 @pytest.fixture(scope="module")

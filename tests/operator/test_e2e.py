@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,10 +20,10 @@ import optuna
 import pytest
 import yaml
 from kubernetes import client as k8s
-from kubernetes.client.exceptions import ApiException
 from optuna.trial import TrialState
 
 from tests.operator.conftest import E2E_NODE, ON_E2E_NODE
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,20 +84,7 @@ class E2E:
         return "\n".join(lines)
 
     def wait_for(self, check: Callable[[], Any], what: str, name: str, timeout: float = 120) -> Any:
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            try:
-                last = check()
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                last = None
-            if last:
-                return last
-            time.sleep(0.3)
-        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; last={last!r}\n"
-                             f"{self.diagnose(name)}")
+        return wait_for(check, what, timeout, diagnose=lambda: self.diagnose(name))
 
     def start(self, manifest: dict, pg_url: str, tmp_path: Path) -> str:
         """The Secret with the storage URL, then `kubectl apply -f run.yaml`, as a user does."""

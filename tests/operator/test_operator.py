@@ -22,25 +22,14 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from tests.cluster.fixtures import KWOK_EXIT_CODE_ANNOTATION
+from tests.support.waiting import wait_for as support_wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
 GROUP, VERSION, PLURAL = "nova.dev", "v1alpha1", "trainingruns"
 
 
 def wait_for(check: Callable[[], Any], what: str, timeout: float = 60, op=None) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        try:
-            last = check()
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-            last = None
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}; last={last!r}\n{op.output()[-3000:] if op else ''}")
+    return support_wait_for(check, what, timeout, diagnose=(lambda: op.output()[-3000:]) if op else None)
 
 
 def run_body(name: str, secret: str = "optuna", **spec) -> dict:

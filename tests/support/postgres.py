@@ -14,6 +14,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,3 +117,30 @@ if __name__ == "__main__":
             time.sleep(3600)
     except KeyboardInterrupt:
         pg.destroy()
+
+
+class ConnectionSampler(threading.Thread):
+    """Counts one database's connections in pg_stat_activity every `every` seconds (benchmarks)."""
+
+    def __init__(self, server: PostgresServer, database: str, every: float = 0.1) -> None:
+        super().__init__(daemon=True)
+        self.server, self.database, self.every = server, database, every
+        self.samples: list[int] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        import psycopg
+
+        with psycopg.connect(host=str(self.server.data_dir), port=self.server.port, user="postgres",
+                             dbname="postgres", autocommit=True) as conn:
+            while not self.stop.is_set():
+                (n,), = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                                     (self.database,)).fetchall()
+                self.samples.append(int(n))
+                self.stop.wait(self.every)
+
+    def finish(self) -> dict:
+        self.stop.set()
+        self.join(5)
+        s = self.samples or [0]
+        return {"peak": max(s), "mean": round(sum(s) / len(s), 1), "samples": len(self.samples)}
