@@ -46,6 +46,11 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # at once are served by many threads, not by CPU
     settings.execution.max_workers = HANDLER_THREADS
     settings.watching.server_timeout = 300
+    # A run deleted by its own status timer (ttlSecondsAfterFinished) is deleted while that timer's
+    # pass is still returning; kopf then waits for the timer before releasing its finalizer, and
+    # by default looks again only after 60 s. Wait up to 2 s at once, then poll every 2 s.
+    settings.background.instant_exit_timeout = 2.0
+    settings.background.cancellation_polling = 2.0
     load_config(pool_size=settings.execution.max_workers + 8)
     _state["kube"] = Kube()
     _state["cfg"] = builders.OperatorConfig.from_env()

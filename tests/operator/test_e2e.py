@@ -32,15 +32,17 @@ GROUP, VERSION, PLURAL = "nova.dev", "v1alpha1", "trainingruns"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def tiny_quickstart(name: str, trials: int, workers: int, rounds: int = 40) -> dict:
+def tiny_quickstart(name: str, trials: int, workers: int, rounds: int = 40, bars: int = 900,
+                    early_stopping: int | None = 10) -> dict:
     """examples/quickstart.yaml, shrunk: same sections, seconds instead of minutes."""
     run = yaml.safe_load(QUICKSTART.read_text())
     run["metadata"] = {"name": name}
     spec = run["spec"]
-    spec["data"] = {"source": "synthetic", "symbols": ["AAA"], "bars": 900, "seed": 11}
+    spec["data"] = {"source": "synthetic", "symbols": ["AAA"], "bars": bars, "seed": 11}
     spec["features"] = {"set": "minimal"}
     spec["validation"] = {"walkForward": {"folds": 2, "testSize": 80, "gap": 1, "minTrainSize": 300}}
-    spec["model"].update({"device": "cpu", "numBoostRound": rounds, "earlyStoppingRounds": 10, "nthread": 1})
+    spec["model"].update({"device": "cpu", "numBoostRound": rounds, "earlyStoppingRounds": early_stopping,
+                          "nthread": 1})
     spec["tuning"].update({"trials": trials, "workers": workers, "heartbeatSeconds": 1, "graceSeconds": 8,
                            "pruner": {"type": "median", "warmupSteps": 5, "startupTrials": 2},
                            "storage": {"secretRef": {"name": "optuna", "key": "url"}}})
@@ -177,7 +179,8 @@ def test_deleted_worker_pod_is_recreated_and_its_trial_retried(e2e, operator, pg
     study still ends with exactly its budget and no trial lost."""
     budget, workers = 8, 2
     e2e.op = operator()
-    name = e2e.start(tiny_quickstart("del", budget, workers, rounds=150), pg_url, tmp_path)
+    name = e2e.start(tiny_quickstart("del", budget, workers, rounds=400, bars=3000,
+                                                                  early_stopping=None), pg_url, tmp_path)
     study = f"{e2e.ns}.{name}.AAA"
 
     def both_running():
@@ -250,7 +253,8 @@ def test_operator_killed_at_six_points_of_one_run(e2e, operator, pg_url, tmp_pat
     for point in POINTS:
         e2e.op = operator(NOVA_FAILPOINT=point)
         if name is None:
-            name = e2e.start(tiny_quickstart("kills", budget, workers, rounds=100), pg_url, tmp_path)
+            name = e2e.start(tiny_quickstart("kills", budget, workers, rounds=300, bars=3000,
+                                                      early_stopping=None), pg_url, tmp_path)
         try:
             e2e.op.proc.wait(timeout=600)
         except Exception:  # noqa: BLE001 - report where it stood
