@@ -8,7 +8,7 @@ one XGBoost thread, so the second core is free for prep, as the CPU sidecar has 
 pod. Reports each way's wall time against the sum and the max of the two stages (measured in the
 sequential run). Target: pipelined wall <= 1.15 x max(total prep, total train).
 
-    python bench/pipeline.py [--symbols 8] [--bars 300000] [--train-size 4000] [--rounds 10]
+    python bench/pipeline.py [--symbols 8] [--bars 400000] [--train-size 6000] [--rounds 15]
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ def _timed(action) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--symbols", type=int, default=8)
-    parser.add_argument("--bars", type=int, default=300_000)
-    parser.add_argument("--train-size", type=int, default=4_000)
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--bars", type=int, default=400_000)
+    parser.add_argument("--train-size", type=int, default=6_000)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     doc = manifest(args.symbols, args.bars, args.rounds, args.train_size)
     run = resolve(parse_run(doc))

@@ -90,6 +90,7 @@ class E2E:
 
     def start(self, manifest: dict, pg_url: str, tmp_path: Path) -> str:
         """The Secret with the storage URL, then `kubectl apply -f run.yaml`, as a user does."""
+        optuna.storages.RDBStorage(pg_url)  # Optuna's schema, so the test's reads never race its creation
         self.kubectl("create", "secret", "generic", "optuna", f"--from-literal=url={pg_url}")
         path = tmp_path / "run.yaml"
         path.write_text(yaml.safe_dump(manifest, sort_keys=False))
@@ -230,14 +231,16 @@ def test_deleted_worker_pod_is_recreated_and_its_trial_retried(e2e, operator, pg
     assert status["trials"] == f"{done}/{budget}"
 
     # The refit starts once every study holds its budget, so the run can be Succeeded while the
-    # replacement pod still finds the budget spent and exits; the Job then counts it.
+    # replacement pod still finds the budget spent and exits; the Job then counts it. (Once, in a
+    # full suite, a second pod of the frozen index failed before a third succeeded: hence >= 1.)
     def job_complete():
         job = e2e.batch.read_namespaced_job(f"{name}-workers", e2e.ns)
-        return job if (job.status.succeeded or 0) + (job.status.failed or 0) >= workers + 1 else None
+        return job if (job.status.succeeded or 0) >= workers else None
 
-    job = e2e.wait_for(job_complete, "the workers Job to count every pod", name, timeout=120)
-    assert job.status.failed == 1 and job.status.succeeded == workers
-    assert e2e.core.read_namespaced_pod(new_pod.metadata.name, e2e.ns).status.phase == "Succeeded"
+    job = e2e.wait_for(job_complete, "every index of the workers Job to succeed", name, timeout=180)
+    assert job.status.failed >= 1 and job.status.succeeded == workers, e2e.diagnose(name)
+    assert any(p.status.phase == "Succeeded" for p in e2e.pods(f"{name}-workers")
+               if p.metadata.annotations["batch.kubernetes.io/job-completion-index"] == index), e2e.diagnose(name)
 
 
 @pytest.mark.reliability
