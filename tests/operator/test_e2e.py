@@ -207,7 +207,7 @@ def test_deleted_worker_pod_is_recreated_and_its_trial_retried(e2e, operator, pg
                 return p
         return None
 
-    new_pod = e2e.wait_for(replacement, f"the Job to recreate worker {index}", name, timeout=180)
+    e2e.wait_for(replacement, f"the Job to recreate worker {index}", name, timeout=180)
     e2e.wait_for(lambda: e2e.status(name).get("phase") in ("Succeeded", "Failed"), "the run to finish", name,
                  timeout=600)
     status = e2e.status(name)
