@@ -45,11 +45,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import table, write_result  # noqa: E402
 
 from tests.cluster import controlplane  # noqa: E402
+from tests.operator.conftest import apply_crd  # noqa: E402
 from tests.support.postgres import ConnectionSampler, start_postgres  # noqa: E402
 
 GROUP, VERSION, PLURAL = "nova.dev", "v1alpha1", "trainingruns"
 NAMESPACE = "bench"
-CRD_FILE = ROOT / "crds" / "nova.dev_trainingruns.yaml"
 
 
 def run_manifest(i: int) -> dict:
@@ -61,18 +61,6 @@ def run_manifest(i: int) -> dict:
                      "tuning": {"trials": 4, "workers": 1, "storage": {"secretRef": {"name": "optuna", "key": "url"}}},
                      "gpu": {"count": 0},
                      "resources": {"trainer": tiny, "prep": tiny}}}
-
-
-def wait_established(cp) -> None:
-    deadline = time.monotonic() + 90
-    while True:  # `kubectl wait` errors out while a new CRD has no status.conditions yet
-        out = cp.kubectl("get", "crd/trainingruns.nova.dev", "-o",
-                         'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False)
-        if out.returncode == 0 and out.stdout.strip() == "True":
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the CRD is not Established: {out.stderr}")
-        time.sleep(0.2)
 
 
 LOG_TIME = r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) "
@@ -184,8 +172,7 @@ def main() -> int:
     op_log = Path(tempfile.mkstemp(prefix="nova-operator-scale-", suffix=".log")[1])
     try:
         url = pg.create_database("operator_scale")
-        cp.kubectl("apply", "--server-side", "-f", str(CRD_FILE), timeout=120)
-        wait_established(cp)
+        apply_crd(cp)
         cp.kubectl("create", "namespace", NAMESPACE)
         deadline = time.monotonic() + 30
         while cp.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")[0] != 200:

@@ -65,6 +65,13 @@ class Cluster:
     def patch_run(self, name: str, spec: dict) -> None:
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, PLURAL, name, {"spec": spec})
 
+    def gone(self, name: str) -> bool:
+        try:
+            self.run(name)
+        except ApiException as exc:
+            return exc.status == 404
+        return False
+
     def phase(self, name: str) -> str | None:
         return (self.run(name).get("status") or {}).get("phase")
 
@@ -310,14 +317,7 @@ def test_ttl_after_finished_deletes_a_succeeded_run_and_its_children(cluster, op
     done = time.monotonic()
     assert status["completionTime"]
 
-    def gone() -> bool:
-        try:
-            cluster.run("ttl")
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(gone, "the run deleted after ttlSecondsAfterFinished", timeout=60, op=op)
+    wait_for(lambda: cluster.gone("ttl"), "the run deleted after ttlSecondsAfterFinished", timeout=60, op=op)
     assert time.monotonic() - done >= 1  # not at once (completionTime has a 1 s resolution)
     wait_for(lambda: cluster.children("ttl") == ([], []), "its Job and ConfigMap collected", timeout=90, op=op)
     # the study stays (keepStudies defaults to true): the tuning it holds is not thrown away
@@ -330,14 +330,7 @@ def test_ttl_after_finished_deletes_a_failed_run(cluster, operator, storage_url,
     cluster.create_run(run_body("nottl", secret="absent", gpu={"count": 0}))
     wait_for(lambda: cluster.phase("ttlfail") == "Failed", "Failed", op=op)
 
-    def gone() -> bool:
-        try:
-            cluster.run("ttlfail")
-        except ApiException as exc:
-            return exc.status == 404
-        return False
-
-    wait_for(gone, "the failed run deleted after its TTL", timeout=60, op=op)
+    wait_for(lambda: cluster.gone("ttlfail"), "the failed run deleted after its TTL", timeout=60, op=op)
     assert cluster.phase("nottl") == "Failed"  # no TTL: kept for a human to read
 
 
