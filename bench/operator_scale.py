@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import json
 import os
 import subprocess
 import sys
@@ -83,6 +84,24 @@ def operator_times(text: str) -> tuple[dict[str, float], dict[str, float]]:
                 t = dt.datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
                 into.setdefault(m.group(2), t)
     return made, decided
+
+
+def api_writes(cp) -> dict[str, int]:
+    """The API server's count of write requests so far, by "VERB resource[/subresource] code"."""
+    import re
+
+    counts: dict[str, int] = {}
+    text = cp.kubectl("get", "--raw", "/metrics").stdout
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line))
+        if labels.get("verb") in ("GET", "LIST", "WATCH"):
+            continue
+        resource = labels.get("resource", "") + (f"/{labels['subresource']}" if labels.get("subresource") else "")
+        key = f"{labels.get('verb')} {resource} {labels.get('code')}"
+        counts[key] = counts.get(key, 0) + int(float(line.rsplit(" ", 1)[1]))
+    return counts
 
 
 def pct(values: list[float], q: float) -> float:
@@ -156,13 +175,20 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=60, help="seconds to keep every run live after the last Job")
     parser.add_argument("--status-interval", type=float, default=10, help="the operator's status timer (default 10 s)")
     parser.add_argument("--clients", type=int, default=16, help="client threads creating the runs")
+    parser.add_argument("--poll-interval", type=float, default=0.5,
+                        help="seconds between the client's LISTs of the runs (it loads the API server too)")
     parser.add_argument("--profile", help="record the operator with py-spy into this file (speedscope JSON)")
+    parser.add_argument("--operator-log", help="keep the operator's log in this file")
+    parser.add_argument("--apiserver-profile", help="write a 10 s CPU profile of the API server from the first "
+                        "apply here (pprof; starts the control plane with NOVA_APISERVER_PROFILING=1)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
     import kubernetes
     from kubernetes import client as k8s
 
+    if args.apiserver_profile:
+        os.environ["NOVA_APISERVER_PROFILING"] = "1"
     if not controlplane.binaries_present():
         controlplane.ensure_built(log=print)
     print("starting the control plane and PostgreSQL ...", flush=True)
@@ -170,6 +196,7 @@ def main() -> int:
     pg = start_postgres()
     op = None
     op_log = Path(tempfile.mkstemp(prefix="nova-operator-scale-", suffix=".log")[1])
+    applied_wall: dict[str, float] = {}
     try:
         url = pg.create_database("operator_scale")
         apply_crd(cp)
@@ -227,7 +254,7 @@ def main() -> int:
                         on_run(obj["metadata"]["name"], obj, t)
                 except Exception as exc:  # noqa: BLE001
                     print(f"poll: {exc}", file=sys.stderr)
-                stop.wait(0.5)
+                stop.wait(args.poll_interval)
 
         threads = [
             threading.Thread(target=watch, args=(batch.list_namespaced_job, jobs_seen, stop),
@@ -245,14 +272,20 @@ def main() -> int:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(2)
         applied: dict[str, float] = {}
-        applied_wall: dict[str, float] = {}
+        stored: dict[str, float] = {}  # when the API server answered the create: the run exists
 
         def create(i: int) -> None:
             body = run_manifest(i)
             applied[body["metadata"]["name"]] = time.monotonic()
             applied_wall[body["metadata"]["name"]] = time.time()
-            custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
+            custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body, _preload_content=False)
+            stored[body["metadata"]["name"]] = time.time()
 
+        if args.apiserver_profile:
+            threading.Thread(target=lambda: Path(args.apiserver_profile).write_bytes(subprocess.run(
+                [controlplane.find_kubectl(), f"--kubeconfig={cp.kubeconfig}", "get", "--raw",
+                 "/debug/pprof/profile?seconds=10"], capture_output=True).stdout), daemon=True).start()
+        writes_before = api_writes(cp)
         print(f"creating {args.runs} TrainingRuns ...", flush=True)
         load_at_start = list(os.getloadavg())
         t0 = time.monotonic()
@@ -269,6 +302,7 @@ def main() -> int:
                 raise RuntimeError(f"the operator exited: {op_log.read_text()[-3000:]}")
             time.sleep(0.2)
         all_live = time.monotonic() - t0
+        writes = {k: v - writes_before.get(k, 0) for k, v in api_writes(cp).items() if v > writes_before.get(k, 0)}
         print(f"all {args.runs} runs have a Job and a status after {all_live:.1f} s; holding {args.hold:.0f} s",
               flush=True)
         time.sleep(args.hold)
@@ -286,6 +320,8 @@ def main() -> int:
         made_job, decided = operator_times(op_log.read_text(errors="replace"))
         to_job = [made_job[n] - t for n, t in applied_wall.items() if n in made_job]
         to_status = [decided[n] - t for n, t in applied_wall.items() if n in decided]
+        stored_to_job = [made_job[n] - t for n, t in stored.items() if n in made_job]
+        create_latency = [stored[n] - t for n, t in applied_wall.items() if n in stored]
         pods = core.list_namespaced_pod(NAMESPACE).items
         nodes = sorted({p.spec.node_name for p in pods if p.spec.node_name})
         running = sum(1 for p in pods if p.status.phase == "Running")
@@ -306,6 +342,10 @@ def main() -> int:
             "apply_to_job_max_s": round(max(to_job), 3) if to_job else None,
             "apply_to_status_p50_s": round(pct(to_status, 0.5), 3),
             "apply_to_status_p95_s": round(pct(to_status, 0.95), 3),
+            "create_request_p50_s": round(pct(create_latency, 0.5), 3),
+            "create_request_p95_s": round(pct(create_latency, 0.95), 3),
+            "created_to_job_p50_s": round(pct(stored_to_job, 0.5), 3),
+            "created_to_job_p95_s": round(pct(stored_to_job, 0.95), 3),
             "measured_jobs": len(to_job),
             "measured_statuses": len(to_status),
             "watch_seen": {
@@ -327,6 +367,7 @@ def main() -> int:
             "operator_peak_rss_mb": round(rss.peak / 2**20, 1),
             "operator_final_rss_mb": round(rss.samples[-1][1] / 2**20, 1) if rss.samples else None,
             "operator_log_errors": errors,
+            "api_writes_until_all_live": dict(sorted(writes.items(), key=lambda kv: -kv[1])),
             "hold_s": args.hold,
             "targets": {"apply_to_job_p95_s": 2.0, "operator_peak_rss_mb": 250},
             "control_plane": {"kubernetes": controlplane.versions()["K8S_VERSION"], "nodes": "kwok (2 CPU, 2 GPU)"},
@@ -338,6 +379,10 @@ def main() -> int:
         rows = [
             ["apply -> worker Job created (operator log)", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"],
              "< 2 s (p95)"],
+            ["  of which: the create request itself (until the API server answers)",
+             result["create_request_p50_s"], result["create_request_p95_s"], ""],
+            ["  of which: run stored -> worker Job created", result["created_to_job_p50_s"],
+             result["created_to_job_p95_s"], ""],
             ["apply -> first status decided (operator log)", result["apply_to_status_p50_s"],
              result["apply_to_status_p95_s"], ""],
             ["apply -> Job seen by a client (watch)", w["job_p50_s"], w["job_p95_s"], ""],
@@ -353,6 +398,9 @@ def main() -> int:
                                                 ["peak", result["operator_peak_rss_mb"]],
                                                 ["at the end of the hold", result["operator_final_rss_mb"]],
                                                 ["target (peak)", "< 250"]]))
+        print()
+        print(table(["API writes until every run is live", "requests"],
+                    [[k, v] for k, v in list(result["api_writes_until_all_live"].items())[:12]]))
         print(f"\noperator's database connections: peak {db['peak']}, mean {db['mean']}; "
               f"storage problems logged: {storage_problems}")
         if not args.no_write:
@@ -367,6 +415,9 @@ def main() -> int:
                 op.kill()
         cp.stop()
         pg.destroy()
+        if args.operator_log:
+            op_log.replace(args.operator_log)
+            Path(args.operator_log + ".applied.json").write_text(json.dumps(applied_wall))
         op_log.unlink(missing_ok=True)
 
 

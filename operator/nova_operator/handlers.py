@@ -1,24 +1,34 @@
 """kopf handlers, kept thin: every decision is in reconcile.py, status.py and builders.py.
 
-Create, resume (operator restart) and spec updates reconcile at once, so the worker Job appears
-without waiting for a timer; the timer keeps status in step with the studies and starts the refit.
-kopf keeps its own bookkeeping in annotations (never in `status`, whose schema is strict)."""
+Level-triggered, as Kubernetes controllers are: every watch event of a run is looked at, and a run
+whose status has not yet seen its current spec (new, edited, or never written because the operator
+died first) gets a pass at once, in the event's own cycle; kopf patches the status it decided. A
+periodic pass over every run (resync.py) follows the studies and the Jobs and starts the refit.
+
+kopf's change-detecting handlers (on.create/update/resume) and its timers are not used: each put
+a finalizer or a diff-base annotation on every run, three more writes per new run before its Job.
+Only a run whose studies are to be deleted with it (keepStudies: false) carries kopf's finalizer.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from nova.spec import API_GROUP, API_VERSION, PLURAL
-from nova_operator import builders, failpoints
+from nova_operator import builders, failpoints, studies
 from nova_operator.kube import Kube, load_config
 from nova_operator.metrics import METRICS
+from nova_operator.reconcile import OPERATOR_STORAGE_URL_ENV, delete_studies, reconcile
+from nova_operator.resync import Resync, ResyncLoop
 from nova_operator.settings import HANDLER_THREADS, STATUS_INTERVAL
-from nova_operator.reconcile import delete_studies, reconcile
-from nova_operator.status import status_patch
+from nova_operator.status import Decision, status_patch
 
 log = logging.getLogger(__name__)
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -26,17 +36,21 @@ RESOURCE = (API_GROUP, API_VERSION, PLURAL)
 _state: dict[str, Any] = {}
 _locks: dict[str, threading.Lock] = {}
 _locks_guard = threading.Lock()
-_timer_slots = threading.BoundedSemaphore(max(2, HANDLER_THREADS // 4))
+# uid -> the generation this process last decided a status for: the events that arrive before
+# that status is stored must not start another pass
+_handled: dict[str, int | None] = {}
+RESYNC = Resync(STATUS_INTERVAL)
 
 
 def _lock(uid: str) -> threading.Lock:
-    """One pass at a time per run: the create handler and the timer may fire together."""
+    """One pass at a time per run: the event handler and the resync may fire together."""
     with _locks_guard:
         return _locks.setdefault(uid, threading.Lock())
 
 
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # kopf's bookkeeping, for the keepStudies: false runs only (their deletion handler)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=API_GROUP, key="last-handled-configuration")
@@ -46,62 +60,112 @@ def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
     # at once are served by many threads, not by CPU
     settings.execution.max_workers = HANDLER_THREADS
     settings.watching.server_timeout = 300
-    # A run deleted by its own status timer (ttlSecondsAfterFinished) is deleted while that timer's
-    # pass is still returning; kopf then waits for the timer before releasing its finalizer, and
-    # by default looks again only after 60 s. Wait up to 2 s at once, then poll every 2 s.
-    settings.background.instant_exit_timeout = 2.0
-    settings.background.cancellation_polling = 2.0
     load_config(pool_size=settings.execution.max_workers + 8)
     _state["kube"] = Kube()
     _state["cfg"] = builders.OperatorConfig.from_env()
+    _state["executor"] = executor = settings.execution.executor
+    studies.warm_up(os.environ.get(OPERATOR_STORAGE_URL_ENV))
+    # status passes take at most a quarter of the handler threads, so a burst of new runs always
+    # has threads to create their Jobs instead of queueing behind the passes of the runs before
+    loop = ResyncLoop(RESYNC, lambda body, done: executor.submit(_resync_pass, body, done),
+                      slots=max(2, HANDLER_THREADS // 4))
+    loop.start()
+    _state["resync"] = loop
 
 
-def _pass(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger) -> None:
+@kopf.on.cleanup()
+def cleanup(**_: Any) -> None:
+    if "resync" in _state:
+        _state["resync"].stop()
+
+
+def needs_pass(body: kopf.Body | dict[str, Any]) -> bool:
+    """A run whose status has not seen its current generation, and that this process has not
+    already decided for (its status patch may still be on its way)."""
     md = body["metadata"]
+    if md.get("deletionTimestamp"):
+        return False
+    generation = md.get("generation")
+    if _handled.get(md["uid"]) == generation:
+        return False
+    status = body.get("status") or {}
+    return not status.get("phase") or status.get("observedGeneration") != generation
+
+
+def _decide(body: dict[str, Any]) -> Decision | None:
+    """One pass (in a handler thread): the status to write, or None when there is none."""
+    md = body["metadata"]
+    if md.get("deletionTimestamp"):
+        return None  # its children go with it; nothing to create or observe
     with _lock(md["uid"]), METRICS.reconciling():
-        outcome = reconcile(_state["kube"], dict(body), _state["cfg"])
+        outcome = reconcile(_state["kube"], body, _state["cfg"])
     if outcome.deleted:
-        logger.info("ttlSecondsAfterFinished passed: run deleted")
-        METRICS.runs.forget(md["uid"])
-        return
+        log.info("%s/%s: ttlSecondsAfterFinished passed: run deleted", md["namespace"], md["name"])
+        _forget(md["uid"])
+        return None
     if outcome.decision is None:
-        return
+        return None
+    _handled[md["uid"]] = md.get("generation")
     failpoints.hit(f"before-status-{outcome.decision.status.get('phase')}")
     METRICS.runs.observe(md["uid"], md["namespace"], md["name"], outcome.decision.status)
-    patch.status.update(status_patch(body.get("status"), outcome.decision.status))
-    for kind, reason, message in outcome.decision.events:
-        kopf.event(body, type=kind, reason=reason, message=message)
-        log.info("%s/%s: %s: %s", body["metadata"]["namespace"], body["metadata"]["name"], reason, message)
+    return outcome.decision
 
 
-@kopf.on.resume(*RESOURCE, backoff=2)
-@kopf.on.create(*RESOURCE, backoff=2)
-@kopf.on.update(*RESOURCE, field="spec", backoff=2)
-def on_change(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
-    _pass(body, patch, logger)
+def _write(body: dict[str, Any], decision: Decision, patch_status: Callable[[dict[str, Any]], None],
+           post_event: Callable[[str, str, str], None]) -> None:
+    md = body["metadata"]
+    patch = status_patch(body.get("status"), decision.status)
+    if patch:
+        patch_status(patch)
+    for kind, reason, message in decision.events:
+        post_event(kind, reason, message)
+        log.info("%s/%s: %s: %s", md["namespace"], md["name"], reason, message)
 
 
-# initial_delay: the create/resume handler makes the first pass; a timer that also fired at once
-# doubled the work of every new run (it measured as the bulk of apply -> Job under 200 runs)
-@kopf.timer(*RESOURCE, interval=STATUS_INTERVAL, initial_delay=STATUS_INTERVAL, sharp=False)
-def on_timer(body: kopf.Body, patch: kopf.Patch, logger: logging.Logger, **_: Any) -> None:
-    # Status passes take at most a quarter of the handler threads; a tick that finds them all busy
-    # is skipped (the next comes in STATUS_INTERVAL), so a burst of new runs always has threads to
-    # create their Jobs instead of queueing behind the status passes of the runs before them.
-    if not _timer_slots.acquire(blocking=False):
-        return
-    try:
-        _pass(body, patch, logger)
-    finally:
-        _timer_slots.release()
+def _forget(uid: str) -> None:
+    METRICS.runs.forget(uid)
+    RESYNC.forget(uid)
+    _handled.pop(uid, None)
+    with _locks_guard:
+        _locks.pop(uid, None)
 
 
 @kopf.on.event(*RESOURCE)
-async def on_event(event: kopf.RawEvent, **_: Any) -> None:
-    """Every deletion, finalizer or not, drops the run from the metrics (async: no thread hop for
-    the many events that are not deletions)."""
+async def on_event(event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, **_: Any) -> None:
+    """Every event: async, so the many that need nothing cost no thread hop. A pass runs on kopf's
+    handler threads; kopf then patches the status it decided, and posts its Events."""
+    raw = event["object"]
     if event["type"] == "DELETED":
-        METRICS.runs.forget(event["object"]["metadata"]["uid"])
+        _forget(raw["metadata"]["uid"])
+        return
+    RESYNC.seen(raw)
+    if not needs_pass(raw):
+        return
+    decision = await asyncio.get_running_loop().run_in_executor(_state["executor"], _decide, raw)
+    if decision is not None:
+        _write(raw, decision, patch.status.update,
+               lambda kind, reason, message: kopf.event(body, type=kind, reason=reason, message=message))
+
+
+def _resync_pass(body: dict[str, Any], done: Callable[[], None]) -> None:
+    """The periodic pass (a handler thread): writes its status and Events itself, outside kopf."""
+    kube: Kube = _state["kube"]
+    md = body["metadata"]
+    body = RESYNC.body(md["uid"]) or body  # the newest the watch has shown
+    try:
+        decision = _decide(body)
+        if decision is not None:
+            def patch_status(patch: dict[str, Any]) -> None:
+                stored = kube.patch_run_status(md["namespace"], md["name"], patch)
+                if stored is not None:
+                    RESYNC.seen(stored)
+
+            _write(body, decision, patch_status, lambda kind, reason, message: kube.post_event(
+                body, kind, reason, message))
+    except Exception:  # noqa: BLE001 - logged; the run is due again after the interval
+        log.exception("%s/%s: status pass failed", md["namespace"], md["name"])
+    finally:
+        done()
 
 
 def _drop_studies(spec: kopf.Spec, **_: Any) -> bool:
@@ -119,5 +183,3 @@ def on_delete(body: kopf.Body, retry: int, logger: logging.Logger, **_: Any) -> 
         logger.warning("studies not deleted (storage unavailable): %s", exc)
         return
     logger.info("deleted studies %s", ", ".join(deleted) or "(none)")
-    with _locks_guard:
-        _locks.pop(body["metadata"]["uid"], None)

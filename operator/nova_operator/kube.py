@@ -4,6 +4,7 @@ operator (or a create handler racing the status timer) never makes a second chil
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import logging
 import threading
@@ -17,6 +18,7 @@ from kubernetes.client.exceptions import ApiException
 from nova.spec import API_GROUP, API_VERSION, PLURAL, SecretRef
 
 log = logging.getLogger(__name__)
+EVENT_SOURCE = "nova-operator"
 
 
 def load_config(pool_size: int = 40) -> None:
@@ -159,6 +161,34 @@ class Kube:
 
     def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
+
+    def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch the run's status; returns the run as stored, or None if it is gone."""
+        try:
+            return _json(self.custom.patch_namespaced_custom_object_status, API_GROUP, API_VERSION, namespace,
+                         PLURAL, name, {"status": status}, _content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def post_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the run, as `kubectl describe trainingrun` shows them. Best effort:
+        a lost Event is logged, never fails the pass that decided it."""
+        md = run["metadata"]
+        now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        event = {"metadata": {"generateName": f"{md['name']}.", "namespace": md["namespace"]},
+                 "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "TrainingRun",
+                                    "namespace": md["namespace"], "name": md["name"], "uid": md["uid"],
+                                    "resourceVersion": md.get("resourceVersion")},
+                 "type": type_, "reason": reason, "message": message[:1024], "action": reason,
+                 "source": {"component": EVENT_SOURCE}, "reportingComponent": EVENT_SOURCE,
+                 "reportingInstance": EVENT_SOURCE, "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z",
+                 "eventTime": now, "count": 1}
+        try:
+            self.core.create_namespaced_event(md["namespace"], event, _preload_content=False)
+        except ApiException as exc:
+            log.warning("could not post Event %s on %s/%s: %s", reason, md["namespace"], md["name"], exc.reason)
 
     def delete_run(self, namespace: str, name: str) -> None:
         try:

@@ -68,8 +68,9 @@ def open_storage(url: str) -> tuple[Any, Problem | None]:
 
 
 def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: builders.OperatorConfig,
-                   storage: Any, job: dict[str, Any] | None, spec_changed: bool) -> dict[str, Any]:
-    """ConfigMap, studies, then the worker Job: each created once; edits applied in place.
+                   storage: Any, job: dict[str, Any] | None, spec_changed: bool) -> tuple[dict[str, Any], bool]:
+    """ConfigMap, studies, then the worker Job: each created once; edits applied in place. Returns
+    the Job and whether every study was made in this pass (then there is no progress to read).
 
     `job` is the worker Job as the caller read it (None on a run's first pass: nothing to read yet,
     so we create at once, one call when nothing exists). The ConfigMap is only looked at when the
@@ -82,8 +83,10 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
                 str(run.generation):
             kube.replace_config_map(cm)  # budgets and parallelism may change; immutable fields cannot
         failpoints.hit("after-configmap")
+    fresh = False
     if job is None:
-        studies.create_studies(run, storage)  # before any worker: no create race between workers
+        made = studies.create_studies(run, storage)  # before any worker: no create race between workers
+        fresh = len(made) == len(run.spec.data.symbols)
         failpoints.hit("after-studies")
         job, created = kube.create_or_get(builders.worker_job(run, owner, cfg))
         if created:
@@ -98,7 +101,7 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
     if patch:
         kube.patch_job(run.namespace, job["metadata"]["name"], {"spec": patch})
         job["spec"] = {**spec, **patch}
-    return job
+    return job, fresh
 
 
 def _finished(job: dict[str, Any]) -> bool:
@@ -134,9 +137,10 @@ def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
         storage, problem = open_storage(url)
     first_pass = not previous.get("phase")
     workers = None if first_pass and problem is None else kube.get_job(namespace, workers_name)
+    fresh_studies = False
     if problem is None:
         try:
-            workers = ensure_workers(kube, run, owner, cfg, storage, workers,
+            workers, fresh_studies = ensure_workers(kube, run, owner, cfg, storage, workers,
                                      spec_changed=previous.get("observedGeneration") != md.get("generation"))
         except StorageError as exc:
             problem = Problem("StorageUnavailable", str(exc), retry=True)
@@ -148,8 +152,8 @@ def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
             else:
                 raise
 
-    progress = None
-    if storage is not None:
+    progress = studies.empty_progress(run) if fresh_studies else None
+    if storage is not None and not fresh_studies:
         try:
             progress = studies.read_progress(run, storage)
         except Exception as exc:  # noqa: BLE001

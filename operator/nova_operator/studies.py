@@ -83,6 +83,25 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
         return storage
 
 
+def warm_up(url: str | None = None) -> None:
+    """Load the storage stack at start-up: Optuna imports SQLAlchemy's dialects and alembic lazily,
+    at the first storage it opens. Done by the first new run instead, that cost 2 s under a burst of
+    200 runs, with every handler thread queued on the storage lock (bench/operator_scale.py).
+    Opens `url` too when the operator has its own (NOVA_OPERATOR_STORAGE_URL); a failure there is
+    only logged, each run reports it."""
+    import sqlalchemy.dialects.postgresql  # noqa: F401
+    try:
+        import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+    except ImportError:  # no psycopg: postgresql URLs fail later, with the run's own message
+        pass
+    optuna.storages.RDBStorage("sqlite:///:memory:")  # alembic, Optuna's models, the version check
+    if url:
+        try:
+            open_storage(url)
+        except StorageError as exc:
+            log.warning("the operator's storage is not usable yet: %s", exc)
+
+
 def forget(url: str) -> None:
     """Drop a cached storage (after errors), so the next call reconnects from scratch."""
     with _lock:
@@ -112,7 +131,8 @@ def _with_reconnect(action: Callable[[], T]) -> T:
 
 
 def create_studies(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[str]:
-    """Create every symbol's study (idempotent: an existing one is kept, never reset).
+    """Create every symbol's study (idempotent: an existing one is kept, never reset); returns the
+    names of the studies made now, so a caller knows they hold no trial yet without reading them.
 
     One insert per study through the storage API (`optuna.create_study` reads it back afterwards);
     the study's attributes (budget, metric, symbol, for the dashboard) are the trainer's to write
@@ -120,19 +140,21 @@ def create_studies(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> li
     one transaction per symbol here."""
     direction = (optuna.study.StudyDirection.MAXIMIZE if run.spec.tuning.resolved_direction == "maximize"
                  else optuna.study.StudyDirection.MINIMIZE)
-    names = []
+    made = []
     for symbol in run.spec.data.symbols:
         name = run.study_name(symbol)
 
-        def create() -> int:
+        def create() -> tuple[int, bool]:
             try:
-                return storage.create_new_study([direction], name)
+                return storage.create_new_study([direction], name), True
             except optuna.exceptions.DuplicatedStudyError:
-                return storage.get_study_id_from_name(name)
+                return storage.get_study_id_from_name(name), False
 
-        _ids[(id(storage), name)] = (_with_reconnect(create), direction == optuna.study.StudyDirection.MAXIMIZE)
-        names.append(name)
-    return names
+        study_id, new = _with_reconnect(create)
+        _ids[(id(storage), name)] = (study_id, direction == optuna.study.StudyDirection.MAXIMIZE)
+        if new:
+            made.append(name)
+    return made
 
 
 # (storage, study name) -> (study id, maximize): neither changes while the study lives, so a status
@@ -159,6 +181,11 @@ def _trials(storage: optuna.storages.BaseStorage, name: str) -> tuple[list[optun
         _ids.pop((id(storage), name), None)
         study_id, maximize = _study_id(storage, name)
         return storage.get_all_trials(study_id, deepcopy=False), maximize
+
+
+def empty_progress(run: ResolvedRun) -> list[StudyProgress]:
+    """The progress of studies just made: nothing to read back."""
+    return [StudyProgress(symbol=s, study=run.study_name(s)) for s in run.spec.data.symbols]
 
 
 def read_progress(run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[StudyProgress]:

@@ -494,7 +494,9 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
             "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
             f"--service-account-key-file={pki['sa_pub']}", f"--service-account-signing-key-file={pki['sa_key']}",
             "--authorization-mode=Node,RBAC", f"--service-cluster-ip-range={SERVICE_CIDR}",
-            "--allow-privileged=true", "--profiling=false", "--endpoint-reconciler-type=none")
+            "--allow-privileged=true", "--endpoint-reconciler-type=none",
+            # /debug/pprof for bench/operator_scale.py --apiserver-profile; off otherwise
+            f"--profiling={'true' if os.environ.get('NOVA_APISERVER_PROFILING') else 'false'}")
         def start_controllers() -> None:
             # Not before the API server serves the extension-apiserver-authentication ConfigMap: the
             # controller-manager and the scheduler exit at once when their delegated-authentication

@@ -187,7 +187,9 @@ def storage(tmp_path):
 def test_studies_created_up_front_and_progress_counted_like_the_trainer(storage):
     r = run()
     assert studies.create_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]
-    assert studies.create_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]  # idempotent
+    assert studies.create_studies(r, storage) == []  # idempotent: both exist, nothing made
+    assert [p.finished for p in studies.read_progress(r, storage)] == [0, 0] == \
+        [p.finished for p in studies.empty_progress(r)]
     study = optuna.load_study(study_name="ns.r.AAA", storage=storage)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE and not study.trials
     dist = {"eta": FloatDistribution(0.01, 0.3)}
