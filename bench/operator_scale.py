@@ -14,7 +14,12 @@ The operator's resident memory (psutil, its process and children) is sampled eve
 start to the end of a hold period with every run live (its status timers keep passing over all of
 them), giving the peak.
 
-    python bench/operator_scale.py [--runs 200] [--hold 60] [--status-interval 10]
+    python bench/operator_scale.py [--runs 200] [--hold 60] [--status-interval 10] [--poll-interval 0.5]
+                                   [--operator-log FILE] [--apiserver-profile FILE]
+
+The API server's write requests from the first apply until every run is live are counted from its
+own metrics (apiserver_request_total), so a change that saves writes per run shows as a number;
+--apiserver-profile records where its CPU went (go tool pprof -top FILE).
 
 The operator-log times are the primary figures (apply_to_job_*, apply_to_status_*); the client-side
 ones (watch_seen) add the API server's delay in serving them (its watch cache lagged far behind etcd
@@ -175,23 +180,81 @@ def main() -> int:
     parser.add_argument("--hold", type=float, default=60, help="seconds to keep every run live after the last Job")
     parser.add_argument("--status-interval", type=float, default=10, help="the operator's status timer (default 10 s)")
     parser.add_argument("--clients", type=int, default=16, help="client threads creating the runs")
+    parser.add_argument("--cold", action="store_true", help="no warm-up run before the burst")
     parser.add_argument("--poll-interval", type=float, default=0.5,
                         help="seconds between the client's LISTs of the runs (it loads the API server too)")
     parser.add_argument("--profile", help="record the operator with py-spy into this file (speedscope JSON)")
     parser.add_argument("--operator-log", help="keep the operator's log in this file")
     parser.add_argument("--apiserver-profile", help="write a 10 s CPU profile of the API server from the first "
                         "apply here (pprof; starts the control plane with NOVA_APISERVER_PROFILING=1)")
+    parser.add_argument("--no-floor", action="store_true",
+                        help="skip the floor: the same runs on a fresh control plane with the bare controller")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
+    result = measure(args, "nova")
+    report(args, result)
+    if not args.no_floor:
+        floor = measure(args, "floor")
+        result["floor"] = {k: floor[k] for k in (
+            "apply_span_s", "apply_to_job_p50_s", "apply_to_job_p95_s", "apply_to_job_max_s", "created_to_job_p50_s",
+            "created_to_job_p95_s", "all_runs_live_s", "jobs_total", "duplicate_jobs", "api_writes_until_all_live",
+            "load_average_at_start")}
+        result["floor"]["controller"] = "bench/_floor_controller.py: watch + Nova's builders + 2 POSTs, nothing else"
+        print()
+        print(table(["apply -> worker Job created", "p50 (s)", "p95 (s)", "all runs live (s)"], [
+            ["nova-operator", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"], result["all_runs_live_s"]],
+            ["floor: bare controller, same builders, 2 POSTs", floor["apply_to_job_p50_s"],
+             floor["apply_to_job_p95_s"], floor["all_runs_live_s"]]]))
+    if not args.no_write:
+        print(f"\nwrote {write_result('operator_scale', result)}")
+    return 0 if result["meets_targets"] and result["duplicate_jobs"] == 0 else 1
+
+
+def report(args: argparse.Namespace, result: dict) -> None:
+    w = result["watch_seen"]
+    rows = [
+        ["apply -> worker Job created (operator log)", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"],
+         "< 2 s (p95)"],
+        ["  of which: the create request itself (until the API server answers)",
+         result["create_request_p50_s"], result["create_request_p95_s"], ""],
+        ["  of which: run stored -> worker Job created", result["created_to_job_p50_s"],
+         result["created_to_job_p95_s"], ""],
+        ["apply -> first status decided (operator log)", result["apply_to_status_p50_s"],
+         result["apply_to_status_p95_s"], ""],
+        ["apply -> Job seen by a client (watch)", w["job_p50_s"], w["job_p95_s"], ""],
+        ["apply -> status seen by a client (LIST every 0.5 s)", w["status_p50_s"], w["status_p95_s"], ""],
+    ]
+    r = result
+    print()
+    print(f"{args.runs} TrainingRuns created in {r['apply_span_s']:.2f} s by {args.clients} clients; "
+          f"{r['jobs_total']} Jobs ({r['duplicate_jobs']} duplicates), "
+          f"{r['worker_pods_running']}/{r['worker_pods']} worker pods Running on {r['pod_nodes']}")
+    print()
+    print(table(["from apply to", "p50 (s)", "p95 (s)", "target"], rows))
+    print()
+    print(table(["operator memory", "MB"], [["idle (before the runs)", result["operator_idle_rss_mb"]],
+                                            ["peak", result["operator_peak_rss_mb"]],
+                                            ["at the end of the hold", result["operator_final_rss_mb"]],
+                                            ["target (peak)", "< 250"]]))
+    print()
+    print(table(["API writes until every run is live", "requests"],
+                [[k, v] for k, v in list(result["api_writes_until_all_live"].items())[:12]]))
+    db = r["operator_db_connections"]
+    print(f"\noperator's database connections: peak {db['peak']}, mean {db['mean']}; "
+          f"storage problems logged: {r['operator_storage_problems_logged']}")
+
+
+def measure(args: argparse.Namespace, controller: str) -> dict:
+    """One control plane and PostgreSQL, one controller ("nova" or "floor"), args.runs new runs."""
     import kubernetes
     from kubernetes import client as k8s
 
-    if args.apiserver_profile:
+    nova = controller == "nova"
+    if args.apiserver_profile and nova:
         os.environ["NOVA_APISERVER_PROFILING"] = "1"
     if not controlplane.binaries_present():
         controlplane.ensure_built(log=print)
-    print("starting the control plane and PostgreSQL ...", flush=True)
     cp = controlplane.start(log=lambda m: None)
     pg = start_postgres()
     op = None
@@ -216,8 +279,12 @@ def main() -> int:
 
         script = Path(sys.executable).parent / "nova-operator"
         cmd = [str(script)] if script.exists() else [sys.executable, "-m", "nova_operator.main"]
+        cmd += ["--status-interval", str(args.status_interval)]
+        if not nova:
+            cmd = [sys.executable, str(Path(__file__).resolve().parent / "_floor_controller.py")]
+        print(f"{controller}: starting the control plane, PostgreSQL and {Path(cmd[-1]).name} ...", flush=True)
         with open(op_log, "w") as out:
-            op = subprocess.Popen([*cmd, "-n", NAMESPACE, "--status-interval", str(args.status_interval)],
+            op = subprocess.Popen([*cmd, "-n", NAMESPACE],
                                   env={**os.environ, "KUBECONFIG": str(cp.kubeconfig),
                                        "NOVA_TRAINER_IMAGE": "nova-trainer:bench"},
                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -264,9 +331,21 @@ def main() -> int:
         for t in threads:
             t.start()
         time.sleep(1.0)  # watches established
+        # One run before the burst, as an operator that has been running has served: its storage's
+        # connection pool is open (the first open costs ~0.5 s, once per process and storage URL)
+        warmup = run_manifest(0)
+        warmup["metadata"]["name"] = "warmup"
+        if not args.cold:
+            custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, warmup, _preload_content=False)
+        deadline = time.monotonic() + 60
+        while not args.cold and ("warmup-workers" not in jobs_seen or (nova and "warmup" not in first_status)):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the warm-up run got no Job: {op_log.read_text()[-3000:]}")
+            time.sleep(0.2)
+        time.sleep(2)
 
         spy = None
-        if args.profile:
+        if args.profile and nova:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(op.pid), "-o",
                                     args.profile, "-f", "speedscope", "-r", "50", "--nonblocking"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -281,7 +360,7 @@ def main() -> int:
             custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body, _preload_content=False)
             stored[body["metadata"]["name"]] = time.time()
 
-        if args.apiserver_profile:
+        if args.apiserver_profile and nova:
             threading.Thread(target=lambda: Path(args.apiserver_profile).write_bytes(subprocess.run(
                 [controlplane.find_kubectl(), f"--kubeconfig={cp.kubeconfig}", "get", "--raw",
                  "/debug/pprof/profile?seconds=10"], capture_output=True).stdout), daemon=True).start()
@@ -295,17 +374,18 @@ def main() -> int:
         workers_name = {f"r{i:03d}": f"r{i:03d}-workers" for i in range(args.runs)}
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if (all(j in jobs_seen for j in workers_name.values()) and len(first_status) >= args.runs
-                    and len(preparing) >= args.runs):
+            if (all(j in jobs_seen for j in workers_name.values())
+                    and (not nova or all(n in first_status and n in preparing for n in workers_name))):
                 break
             if op.poll() is not None:
                 raise RuntimeError(f"the operator exited: {op_log.read_text()[-3000:]}")
             time.sleep(0.2)
         all_live = time.monotonic() - t0
         writes = {k: v - writes_before.get(k, 0) for k, v in api_writes(cp).items() if v > writes_before.get(k, 0)}
-        print(f"all {args.runs} runs have a Job and a status after {all_live:.1f} s; holding {args.hold:.0f} s",
-              flush=True)
-        time.sleep(args.hold)
+        hold = args.hold if nova else 0
+        print(f"all {args.runs} runs have a Job{' and a status' if nova else ''} after {all_live:.1f} s; "
+              f"holding {hold:.0f} s", flush=True)
+        time.sleep(hold)
         stop.set()
         rss.stop.set()
         rss.join()
@@ -375,37 +455,8 @@ def main() -> int:
             "load_average_at_end": list(os.getloadavg()),
         }
         result["meets_targets"] = (result["apply_to_job_p95_s"] < 2.0 and result["operator_peak_rss_mb"] < 250)
-        w = result["watch_seen"]
-        rows = [
-            ["apply -> worker Job created (operator log)", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"],
-             "< 2 s (p95)"],
-            ["  of which: the create request itself (until the API server answers)",
-             result["create_request_p50_s"], result["create_request_p95_s"], ""],
-            ["  of which: run stored -> worker Job created", result["created_to_job_p50_s"],
-             result["created_to_job_p95_s"], ""],
-            ["apply -> first status decided (operator log)", result["apply_to_status_p50_s"],
-             result["apply_to_status_p95_s"], ""],
-            ["apply -> Job seen by a client (watch)", w["job_p50_s"], w["job_p95_s"], ""],
-            ["apply -> status seen by a client (LIST every 0.5 s)", w["status_p50_s"], w["status_p95_s"], ""],
-        ]
-        print()
-        print(f"{args.runs} TrainingRuns created in {apply_span:.2f} s by {args.clients} clients; "
-              f"{len(jobs)} Jobs ({duplicates} duplicates), {running}/{len(pods)} worker pods Running on {nodes}")
-        print()
-        print(table(["from apply to", "p50 (s)", "p95 (s)", "target"], rows))
-        print()
-        print(table(["operator memory", "MB"], [["idle (before the runs)", result["operator_idle_rss_mb"]],
-                                                ["peak", result["operator_peak_rss_mb"]],
-                                                ["at the end of the hold", result["operator_final_rss_mb"]],
-                                                ["target (peak)", "< 250"]]))
-        print()
-        print(table(["API writes until every run is live", "requests"],
-                    [[k, v] for k, v in list(result["api_writes_until_all_live"].items())[:12]]))
-        print(f"\noperator's database connections: peak {db['peak']}, mean {db['mean']}; "
-              f"storage problems logged: {storage_problems}")
-        if not args.no_write:
-            print(f"\nwrote {write_result('operator_scale', result)}")
-        return 0 if result["meets_targets"] and duplicates == 0 else 1
+        result["controller"] = controller
+        return result
     finally:
         if op is not None and op.poll() is None:
             op.send_signal(2)
@@ -415,7 +466,7 @@ def main() -> int:
                 op.kill()
         cp.stop()
         pg.destroy()
-        if args.operator_log:
+        if args.operator_log and nova:
             op_log.replace(args.operator_log)
             Path(args.operator_log + ".applied.json").write_text(json.dumps(applied_wall))
         op_log.unlink(missing_ok=True)
