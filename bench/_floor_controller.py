@@ -6,14 +6,13 @@ operator has. No Optuna studies, no status, no Events, no Secret check: what is 
 server's and the machine's share of apply -> Job, which no operator can go under. It logs
 "created Job <ns>/<run>-workers" as the operator does, so the bench reads both logs alike.
 
-    python bench/_floor_controller.py -n NAMESPACE [--threads 12]
+    python bench/_floor_controller.py -n NAMESPACE [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,6 +26,7 @@ from nova.spec import API_GROUP, API_VERSION, PLURAL  # noqa: E402
 from nova_operator import builders  # noqa: E402
 from nova_operator.kube import Kube, load_config  # noqa: E402
 from nova_operator.reconcile import resolve_run  # noqa: E402
+from nova_operator.settings import HANDLER_THREADS  # noqa: E402
 
 log = logging.getLogger("floor")
 
@@ -42,7 +42,7 @@ def create_children(kube: Kube, cfg: builders.OperatorConfig, body: dict) -> Non
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--namespace", required=True)
-    parser.add_argument("--threads", type=int, default=int(os.environ.get("NOVA_OPERATOR_WORKERS", "12")))
+    parser.add_argument("--threads", type=int, default=HANDLER_THREADS, help="default: the operator's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_config(pool_size=args.threads + 8)

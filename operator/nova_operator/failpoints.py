@@ -11,7 +11,7 @@ import os
 import sys
 
 ENV = "NOVA_FAILPOINT"
-POINTS = ("after-configmap", "after-studies", "after-job",
+POINTS = ("after-configmap", "after-job", "after-studies",
           "before-status-Running", "before-status-Refitting", "before-status-Succeeded")
 _armed = os.environ.get(ENV) or None
 

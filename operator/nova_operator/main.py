@@ -49,6 +49,10 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["NOVA_STATUS_INTERVAL"] = str(args.status_interval)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        # kopf logs "Handler 'on_event' succeeded." for every watch event of every run; Nova logs
+        # what it does itself (nova_operator.*), and kopf's warnings and errors still show
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     import nova_operator.handlers  # noqa: F401 - registers the handlers with kopf
     from nova_operator.metrics import METRICS
 

@@ -69,8 +69,13 @@ def open_storage(url: str) -> tuple[Any, Problem | None]:
 
 def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: builders.OperatorConfig,
                    storage: Any, job: dict[str, Any] | None, spec_changed: bool) -> tuple[dict[str, Any], bool]:
-    """ConfigMap, studies, then the worker Job: each created once; edits applied in place. Returns
-    the Job and whether every study was made in this pass (then there is no progress to read).
+    """ConfigMap, the worker Job, then the studies: each created once; edits applied in place.
+    Returns the Job and whether every study was made in this pass (then there is no progress to read).
+
+    The studies come after the Job so that it does not wait on the database: a worker opens its
+    study with Optuna's load_if_exists, so whichever makes it first, the other loads it (and pods
+    spend seconds being scheduled and building features before they open it). The storage itself
+    was opened, so reached, before this is called: a run whose database is down gets no Job.
 
     `job` is the worker Job as the caller read it (None on a run's first pass: nothing to read yet,
     so we create at once, one call when nothing exists). The ConfigMap is only looked at when the
@@ -85,13 +90,13 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
         failpoints.hit("after-configmap")
     fresh = False
     if job is None:
-        made = studies.create_studies(run, storage)  # before any worker: no create race between workers
-        fresh = len(made) == len(run.spec.data.symbols)
-        failpoints.hit("after-studies")
         job, created = kube.create_or_get(builders.worker_job(run, owner, cfg))
         if created:
             log.info("created Job %s/%s", run.namespace, job["metadata"]["name"])
         failpoints.hit("after-job")
+        made = studies.create_studies(run, storage)
+        fresh = len(made) == len(run.spec.data.symbols)
+        failpoints.hit("after-studies")
     spec = job.get("spec") or {}
     patch: dict[str, Any] = {}
     if bool(spec.get("suspend")) != run.spec.suspend and not _finished(job):

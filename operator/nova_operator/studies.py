@@ -1,5 +1,6 @@
-"""The operator's side of the Optuna storage: create each symbol's study before any worker starts
-(so workers never race to create it), read progress for status, delete studies on request.
+"""The operator's side of the Optuna storage: create each symbol's study as the run starts (a worker
+that gets there first makes it itself: both use load-if-exists semantics), read progress for
+status, delete studies on request.
 
 Only optuna and SQLAlchemy: the operator's image has no xgboost and no nova_trainer. Counting
 matches the trainer's budget rule (nova_trainer.tuning.budget): a FAIL replaced by a retry does not
@@ -30,6 +31,10 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 PERMANENT_HINTS = ("password authentication failed", "does not exist", "no password supplied",
                    "permission denied", "role ")
+# Database connections per storage: a pass holds one only for its study insert or trial read, a
+# fraction of its time, so 32 handler threads peaked at 13 connections under 200 new runs; the cap
+# keeps the operator's share of max_connections small beside the workers'.
+DB_POOL = min(HANDLER_THREADS, 16)
 _storages: dict[str, optuna.storages.BaseStorage] = {}
 _lock = threading.Lock()
 normalize_url = normalize  # the trainer's spelling rules (nova.storage_url)
@@ -64,11 +69,10 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
                 storage = optuna.storages.GrpcStorageProxy(host=address[0], port=address[1])
             _storages[url] = storage
             return storage
-        # one pool for every run on this URL, as many connections as handler threads (a burst of new
-        # runs had 32 threads queueing for 12). No pre-ping: it cost a round trip per checkout, a
-        # third of all the operator's database time under 200 runs; a connection the server dropped
-        # fails once, SQLAlchemy then invalidates the pool and `_with_reconnect` runs it again.
-        kwargs: dict[str, Any] = {"pool_size": HANDLER_THREADS // 2, "max_overflow": HANDLER_THREADS - HANDLER_THREADS // 2,
+        # one pool for every run on this URL, DB_POOL connections at most. No pre-ping: it cost a
+        # round trip per checkout, a third of all the operator's database time under 200 runs; a
+        # connection the server dropped fails once, SQLAlchemy then invalidates the pool and `_with_reconnect` runs it again.
+        kwargs: dict[str, Any] = {"pool_size": DB_POOL // 2, "max_overflow": DB_POOL - DB_POOL // 2,
                                   "pool_recycle": 300,
                                   "connect_args": {"connect_timeout": 5}}
         if url.startswith("sqlite"):
