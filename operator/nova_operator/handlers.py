@@ -5,9 +5,10 @@ whose status has not yet seen its current spec (new, edited, or never written be
 died first) gets a pass at once, in the event's own cycle; kopf patches the status it decided. A
 periodic pass over every run (resync.py) follows the studies and the Jobs and starts the refit.
 
-kopf's change-detecting handlers (on.create/update/resume) and its timers are not used: each put
-a finalizer or a diff-base annotation on every run, three more writes per new run before its Job.
-Only a run whose studies are to be deleted with it (keepStudies: false) carries kopf's finalizer.
+kopf's change-detecting handlers (on.create/update/resume/delete) and its timers are not used:
+each put a finalizer or a diff-base annotation on every run, three more writes per new run before
+its Job. Only a run whose studies go with it (keepStudies: false) carries a finalizer, Nova's own
+(finalizers.py).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import asyncio
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
 import kopf
 
 from nova.spec import API_GROUP, API_VERSION, PLURAL
-from nova_operator import builders, failpoints, studies
+from nova_operator import builders, failpoints, finalizers, studies
 from nova_operator.kube import Kube, load_config
 from nova_operator.metrics import METRICS
 from nova_operator.reconcile import OPERATOR_STORAGE_URL_ENV, delete_studies, reconcile
@@ -50,11 +52,6 @@ def _lock(uid: str) -> threading.Lock:
 
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-    # kopf's bookkeeping, for the keepStudies: false runs only (their deletion handler)
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=API_GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=API_GROUP, key="last-handled-configuration")
-    settings.persistence.finalizer = f"{API_GROUP}/studies"
     settings.posting.level = logging.CRITICAL  # events are ours: one per phase transition, not per log line
     # handler threads: a pass mostly waits on the API server and the database, so 200 runs applied
     # at once are served by many threads, not by CPU
@@ -98,6 +95,9 @@ def _decide(body: dict[str, Any]) -> Decision | None:
     if md.get("deletionTimestamp"):
         return None  # its children go with it; nothing to create or observe
     with _lock(md["uid"]), METRICS.reconciling():
+        ops = finalizers.patch_to(body, hold=finalizers.drops_studies(body))
+        if ops is not None:
+            _state["kube"].patch_run(md["namespace"], md["name"], ops)
         outcome = reconcile(_state["kube"], body, _state["cfg"])
     if outcome.deleted:
         log.info("%s/%s: ttlSecondsAfterFinished passed: run deleted", md["namespace"], md["name"])
@@ -138,6 +138,10 @@ async def on_event(event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, **_
     if event["type"] == "DELETED":
         _forget(raw["metadata"]["uid"])
         return
+    if raw["metadata"].get("deletionTimestamp"):
+        if finalizers.holds(raw):
+            await asyncio.get_running_loop().run_in_executor(_state["executor"], _release, raw)
+        return
     RESYNC.seen(raw)
     if not needs_pass(raw):
         return
@@ -168,18 +172,22 @@ def _resync_pass(body: dict[str, Any], done: Callable[[], None]) -> None:
         done()
 
 
-def _drop_studies(spec: kopf.Spec, **_: Any) -> bool:
-    return not (((spec.get("tuning") or {}).get("storage") or {}).get("keepStudies", True))
-
-
-@kopf.on.delete(*RESOURCE, when=_drop_studies)
-def on_delete(body: kopf.Body, retry: int, logger: logging.Logger, **_: Any) -> None:
-    """Children go by owner references; the studies only when the spec says keepStudies: false."""
-    try:
-        deleted = delete_studies(_state["kube"], dict(body), _state["cfg"])
-    except Exception as exc:  # noqa: BLE001 - never hold a deletion forever for the storage's sake
-        if retry < 3:
-            raise kopf.TemporaryError(f"cannot delete the studies yet: {exc}", delay=5) from None
-        logger.warning("studies not deleted (storage unavailable): %s", exc)
-        return
-    logger.info("deleted studies %s", ", ".join(deleted) or "(none)")
+def _release(body: dict[str, Any], attempts: int = 3, delay: float = 5.0) -> None:
+    """A run going with Nova's finalizer: delete its studies if the spec says so (a few tries; the
+    deletion is never held for the storage's sake), then let it go."""
+    md = body["metadata"]
+    if finalizers.drops_studies(body):
+        for attempt in range(1, attempts + 1):
+            try:
+                deleted = delete_studies(_state["kube"], body, _state["cfg"])
+                log.info("%s/%s: deleted studies %s", md["namespace"], md["name"], ", ".join(deleted) or "(none)")
+                break
+            except Exception as exc:  # noqa: BLE001
+                if attempt == attempts:
+                    log.warning("%s/%s: studies not deleted (storage unavailable): %s", md["namespace"],
+                                md["name"], exc)
+                else:
+                    time.sleep(delay)
+    ops = finalizers.patch_to(body, hold=False)
+    if ops is not None:
+        _state["kube"].patch_run(md["namespace"], md["name"], ops)

@@ -172,6 +172,19 @@ class Kube:
                 return None
             raise
 
+    def patch_run(self, namespace: str, name: str, ops: list[dict[str, Any]]) -> bool:
+        """JSON-patch the run; False when one of its `test` ops failed (the run changed since it
+        was read: the event that says so comes next) or the run is gone."""
+        try:
+            self.custom.patch_namespaced_custom_object(API_GROUP, API_VERSION, namespace, PLURAL, name, ops,
+                                                       _content_type="application/json-patch+json",
+                                                       _preload_content=False)
+            return True
+        except ApiException as exc:
+            if exc.status in (404, 409, 422):
+                return False
+            raise
+
     def post_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the run, as `kubectl describe trainingrun` shows them. Best effort:
         a lost Event is logged, never fails the pass that decided it."""

@@ -251,7 +251,9 @@ def test_operator_killed_at_six_points_of_one_run(e2e, operator, pg_url, tmp_pat
     RUNNING and none lost."""
     from nova_operator.failpoints import POINTS
 
-    budget, workers = 10, 2  # long enough that a status pass sees trials running (before-status-Running)
+    # long enough that a status pass still sees trials running at the fourth start (the workers
+    # run from the second, after-job, on; 10 trials were all done by then)
+    budget, workers = 24, 2
     name = None
     for point in POINTS:
         e2e.op = operator(NOVA_FAILPOINT=point)

@@ -263,6 +263,9 @@ def test_deletion_removes_children_and_keeps_studies_unless_asked(cluster, opera
         "secretRef": {"name": "optuna", "key": "url"}, "keepStudies": False}}))
     for name in ("keep", "drop"):
         wait_for(lambda: cluster.phase(name) == "Preparing", f"{name} Preparing", op=op)
+    # only the run whose studies go with it is held by a finalizer (Nova's); the other goes at once
+    assert not cluster.run("keep")["metadata"].get("finalizers")
+    assert cluster.run("drop")["metadata"]["finalizers"] == ["nova.dev/studies"]
     for name in ("keep", "drop"):
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, name)
     for name in ("keep", "drop"):

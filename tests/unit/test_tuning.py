@@ -79,3 +79,32 @@ def test_budget_counts_retries_once_and_queued_trials():
     p = progress(study)
     assert (p.complete, p.pruned, p.failed, p.waiting) == (1, 1, 1, 1)
     assert p.finished == 3 and p.committed == 4 and p.best_value == 1.0
+
+
+def test_a_trial_whose_end_the_database_lost_is_failed_and_retried_not_left_running(tmp_path, monkeypatch):
+    """The database restarts while a trial runs: its `tell` fails. Left RUNNING (with no heartbeat
+    to go stale, the end of the run would wait on it forever); the worker fails it and queues its
+    retry once the database is back, so the budget is still met with no trial lost."""
+    import sqlalchemy.exc
+
+    from nova_trainer.tuning import worker
+
+    monkeypatch.setattr(worker.time, "sleep", lambda s: None)
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}", direction="maximize")
+    real = study._storage.set_trial_state_values
+    calls = {"n": 0}
+
+    def restart_during_first_tell(trial_id, state, values=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlalchemy.exc.OperationalError("UPDATE trials", {}, Exception("server closed the connection"))
+        return real(trial_id, state, values)
+
+    monkeypatch.setattr(study._storage, "set_trial_state_values", restart_during_first_tell)
+    state = worker._retrying(lambda: worker._one_trial(study, lambda t: t.suggest_float("x", 0, 1)))
+    assert state == TrialState.COMPLETE
+    first, retry = study.get_trials(deepcopy=False)
+    assert first.state == TrialState.FAIL and retry.state == TrialState.COMPLETE
+    assert retry.system_attrs["failed_trial"] == first.number and retry.params == first.params
+    assert progress(study).committed == 1  # the lost trial costs no budget
+    assert worker.fail_orphan(study, first._trial_id) is False  # finished: left alone

@@ -82,7 +82,10 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
 
 
 def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialState:
+    started: list[int] = []  # the trial this call runs, once Optuna has made it
+
     def recorded(trial: optuna.Trial) -> float:
+        started.append(trial._trial_id)
         try:
             return objective(trial)
         except optuna.TrialPruned:
@@ -107,8 +110,33 @@ def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialS
         log.warning("%s: a trial running here was failed as stale by another worker (%s); its retry is "
                     "queued", study.study_name, exc)
         return optuna.trial.TrialState.FAIL
+    except Exception as exc:
+        # The database went away while this trial ran, so Optuna could not record its end, and
+        # maybe not even its first heartbeat: then no worker would ever find it stale, and every
+        # worker would wait on it for good (seen once in tests/integration/test_distributed_tuning).
+        # Once the database is back, fail it and queue its retry, as for a stale trial.
+        if started and _is_transient(exc):
+            if _retrying(lambda: fail_orphan(study, started[-1])):
+                log.warning("%s: trial %d lost its result to a storage error; failed and queued for a retry",
+                            study.study_name, started[-1])
+        raise
     trials = study.get_trials(deepcopy=False)
     return trials[-1].state if trials else optuna.trial.TrialState.FAIL
+
+
+def fail_orphan(study: optuna.Study, trial_id: int) -> bool:
+    """Fail a trial this process ran if the storage still has it RUNNING, and queue its retry (the
+    stale-trial path: the FAIL then does not count against the budget). True if it did."""
+    storage = study._storage
+    if storage.get_trial(trial_id).state != optuna.trial.TrialState.RUNNING:
+        return False
+    try:
+        if not storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL):
+            return False
+    except optuna.exceptions.UpdateFinishedTrialError:  # it finished meanwhile
+        return False
+    optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)(study, storage.get_trial(trial_id))
+    return True
 
 
 def requeue_interrupted(study: optuna.Study) -> int:
