@@ -285,7 +285,7 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
         cmd += ["--status-interval", str(args.status_interval)]
         if not nova:
             cmd = [sys.executable, str(Path(__file__).resolve().parent / "_floor_controller.py")]
-        print(f"{controller}: starting the control plane, PostgreSQL and {Path(cmd[-1]).name} ...", flush=True)
+        print(f"{controller}: starting {'nova-operator' if nova else 'bench/_floor_controller.py'} ...", flush=True)
         with open(op_log, "w") as out:
             op = subprocess.Popen([*cmd, "-n", NAMESPACE],
                                   env={**os.environ, "KUBECONFIG": str(cp.kubeconfig),
