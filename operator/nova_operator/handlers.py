@@ -50,8 +50,23 @@ def _lock(uid: str) -> threading.Lock:
         return _locks.setdefault(uid, threading.Lock())
 
 
+class _NoDiffBase(kopf.DiffBaseStorage):
+    """kopf builds a diff base of every object at every event (a deep copy of it) for its
+    change-detecting handlers; Nova registers none, so it keeps none."""
+
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> None:  # type: ignore[override]
+        return None
+
+    def fetch(self, *, body: kopf.Body) -> None:  # type: ignore[override]
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:  # type: ignore[override]
+        return None
+
+
 @kopf.on.startup()
 def startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+    settings.persistence.diffbase_storage = _NoDiffBase()
     settings.posting.level = logging.CRITICAL  # events are ours: one per phase transition, not per log line
     # handler threads: a pass mostly waits on the API server and the database, so 200 runs applied
     # at once are served by many threads, not by CPU
