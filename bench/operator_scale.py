@@ -214,21 +214,21 @@ def main() -> int:
     return 0 if result["meets_targets"] and result["duplicate_jobs"] == 0 else 1
 
 
-def report(args: argparse.Namespace, result: dict) -> None:
-    w = result["watch_seen"]
+def report(args: argparse.Namespace, r: dict) -> None:
+    """The tables for one measurement of the operator."""
+    w = r["watch_seen"]
     rows = [
-        ["apply -> worker Job created (operator log)", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"],
+        ["apply -> worker Job created (operator log)", r["apply_to_job_p50_s"], r["apply_to_job_p95_s"],
          "< 2 s (p95)"],
         ["  of which: the create request itself (until the API server answers)",
-         result["create_request_p50_s"], result["create_request_p95_s"], ""],
-        ["  of which: run stored -> worker Job created", result["created_to_job_p50_s"],
-         result["created_to_job_p95_s"], ""],
-        ["apply -> first status decided (operator log)", result["apply_to_status_p50_s"],
-         result["apply_to_status_p95_s"], ""],
+         r["create_request_p50_s"], r["create_request_p95_s"], ""],
+        ["  of which: run stored -> worker Job created", r["created_to_job_p50_s"],
+         r["created_to_job_p95_s"], ""],
+        ["apply -> first status decided (operator log)", r["apply_to_status_p50_s"],
+         r["apply_to_status_p95_s"], ""],
         ["apply -> Job seen by a client (watch)", w["job_p50_s"], w["job_p95_s"], ""],
         ["apply -> status seen by a client (LIST every 0.5 s)", w["status_p50_s"], w["status_p95_s"], ""],
     ]
-    r = result
     print()
     print(f"{args.runs} TrainingRuns created in {r['apply_span_s']:.2f} s by {args.clients} clients; "
           f"{r['jobs_total']} Jobs ({r['duplicate_jobs']} duplicates), "
@@ -236,13 +236,13 @@ def report(args: argparse.Namespace, result: dict) -> None:
     print()
     print(table(["from apply to", "p50 (s)", "p95 (s)", "target"], rows))
     print()
-    print(table(["operator memory", "MB"], [["idle (before the runs)", result["operator_idle_rss_mb"]],
-                                            ["peak", result["operator_peak_rss_mb"]],
-                                            ["at the end of the hold", result["operator_final_rss_mb"]],
+    print(table(["operator memory", "MB"], [["idle (before the runs)", r["operator_idle_rss_mb"]],
+                                            ["peak", r["operator_peak_rss_mb"]],
+                                            ["at the end of the hold", r["operator_final_rss_mb"]],
                                             ["target (peak)", "< 250"]]))
     print()
     print(table(["API writes until every run is live", "requests"],
-                [[k, v] for k, v in list(result["api_writes_until_all_live"].items())[:12]]))
+                [[k, v] for k, v in list(r["api_writes_until_all_live"].items())[:12]]))
     db = r["operator_db_connections"]
     print(f"\noperator's database connections: peak {db['peak']}, mean {db['mean']}; "
           f"storage problems logged: {r['operator_storage_problems_logged']}")
@@ -336,16 +336,16 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
         time.sleep(1.0)  # watches established
         # One run before the burst, as an operator that has been running has served: its storage's
         # connection pool is open (the first open costs ~0.5 s, once per process and storage URL)
-        warmup = run_manifest(0)
-        warmup["metadata"]["name"] = "warmup"
         if not args.cold:
+            warmup = run_manifest(0)
+            warmup["metadata"]["name"] = "warmup"
             custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, warmup, _preload_content=False)
-        deadline = time.monotonic() + 60
-        while not args.cold and ("warmup-workers" not in jobs_seen or (nova and "warmup" not in first_status)):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the warm-up run got no Job: {op_log.read_text()[-3000:]}")
-            time.sleep(0.2)
-        time.sleep(2)
+            deadline = time.monotonic() + 60
+            while "warmup-workers" not in jobs_seen or (nova and "warmup" not in first_status):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the warm-up run got no Job: {op_log.read_text()[-3000:]}")
+                time.sleep(0.2)
+            time.sleep(2)
 
         spy = None
         if args.profile and nova:

@@ -2,7 +2,7 @@
 
 kopf's own timers would do this, but kopf puts a finalizer on every object it runs a timer for (so
 it can stop the timer before the object goes), and that cost two more writes per new run: under
-200 runs applied at once, a third of the API server's time went to TrainingRun patches. A run
+200 runs applied at once, over a quarter of the API server's CPU went to TrainingRun patches. A run
 needs nothing done when it goes (owner references collect its children), so Nova keeps no
 finalizer on it and schedules the passes itself: the watch (kopf.on.event) tells which runs
 exist, this keeps when each is due, a thread hands the due ones to the handler threads.

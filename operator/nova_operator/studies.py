@@ -71,7 +71,8 @@ def open_storage(url: str) -> optuna.storages.BaseStorage:
             return storage
         # one pool for every run on this URL, DB_POOL connections at most. No pre-ping: it cost a
         # round trip per checkout, a third of all the operator's database time under 200 runs; a
-        # connection the server dropped fails once, SQLAlchemy then invalidates the pool and `_with_reconnect` runs it again.
+        # connection the server dropped fails once, SQLAlchemy then invalidates the pool and
+        # `_with_reconnect` runs it again.
         kwargs: dict[str, Any] = {"pool_size": DB_POOL // 2, "max_overflow": DB_POOL - DB_POOL // 2,
                                   "pool_recycle": 300,
                                   "connect_args": {"connect_timeout": 5}}
