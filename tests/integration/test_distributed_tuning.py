@@ -97,6 +97,23 @@ def test_killed_worker_leaves_no_trial_running_and_budget_is_met(write_run, pg_u
     assert 10 <= p.finished <= 11
 
 
+def test_a_worker_killed_before_its_first_heartbeat_does_not_hang_the_others(write_run, pg_url, tmp_path):
+    """The CI race behind test_killed_worker...: a worker killed after Optuna stored its trial but
+    before the trial's first heartbeat. Made certain here: the trial is asked for and left, beatless."""
+    config = write_run(trials=4, workers=2)
+    run = load_resolved(config)
+    study = open_study(run, "AAA", open_storage(pg_url, 1, 4))
+    orphan = study.ask()  # RUNNING in PostgreSQL, no heartbeat row, no process behind it
+    survivor = start_worker(config, pg_url, 1, tmp_path)
+    wait_all([survivor], timeout=240)
+    assert survivor.returncode == 0, (tmp_path / "worker-1.log").read_text()[-2000:]
+    trials = study_of(config, pg_url).get_trials(deepcopy=False)
+    assert {t.number: t.state for t in trials}[orphan.number] == TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == orphan.number]
+    assert len(retried) == 1 and retried[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
 def test_database_restart_mid_run_loses_no_finished_trial(write_run, pg_url, postgres, tmp_path):
     config = write_run(trials=14, workers=2, model={"numBoostRound": 150, "earlyStoppingRounds": None})
     procs = [start_worker(config, pg_url, i, tmp_path) for i in range(2)]

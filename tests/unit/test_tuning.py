@@ -108,3 +108,28 @@ def test_a_trial_whose_end_the_database_lost_is_failed_and_retried_not_left_runn
     assert retry.system_attrs["failed_trial"] == first.number and retry.params == first.params
     assert progress(study).committed == 1  # the lost trial costs no budget
     assert worker.fail_orphan(study, first._trial_id) is False  # finished: left alone
+
+
+def test_a_trial_that_never_recorded_a_heartbeat_goes_stale_after_the_grace_period(tmp_path):
+    """A worker killed between creating its trial and its first heartbeat: Optuna's RDBStorage alone
+    would leave that trial RUNNING forever (it only judges trials with a heartbeat row)."""
+    from nova_trainer.tuning.rdb_storage import HeartbeatRDBStorage
+
+    now = [0.0]
+    storage = HeartbeatRDBStorage(f"sqlite:///{tmp_path / 'o.db'}", heartbeat_interval=1, grace_period=10,
+                                  clock=lambda: now[0],
+                                  heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(1))
+    study = optuna.create_study(storage=storage, study_name="s")
+    orphan = study.ask()  # RUNNING, and no heartbeat thread ever started for it
+    live = study.ask()
+    storage.record_heartbeat(live._trial_id)
+    assert storage._get_stale_trial_ids(study._study_id) == []  # first seen now
+    now[0] = 9.0
+    assert storage._get_stale_trial_ids(study._study_id) == []  # within the grace period
+    now[0] = 11.0
+    optuna.storages.fail_stale_trials(study)
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states[orphan.number] == TrialState.FAIL
+    assert states[live.number] == TrialState.RUNNING  # it beats: judged by Optuna's own rule
+    retry = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == orphan.number]
+    assert len(retry) == 1 and retry[0].state == TrialState.WAITING

@@ -3,10 +3,8 @@
 `optuna.storages.GrpcStorageProxy` (optuna 5.0) is not a `BaseHeartbeat`, so through it Optuna would
 record no heartbeats and a trial whose worker died would stay RUNNING forever. Here the heartbeat is
 a trial system attribute that the running worker bumps every `heartbeat_seconds`; another worker
-calls a trial stale when it has seen that attribute unchanged for `grace_seconds` of its own
-monotonic clock. Comparing values, not timestamps, keeps pods with skewed clocks out of it; the
-price is that a worker that has just started waits one grace period before it can call anything
-stale. Failing the trial and its retry then go through Optuna's own `fail_stale_trials` and
+calls a trial stale when it has seen that attribute unchanged for `grace_seconds` (silence.py).
+Failing the trial and its retry then go through Optuna's own `fail_stale_trials` and
 `RetryHeartbeatStaleTrialCallback`, exactly as on RDBStorage."""
 
 from __future__ import annotations
@@ -24,6 +22,8 @@ from optuna.storages import BaseStorage, GrpcStorageProxy
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
+from nova_trainer.tuning.silence import SilenceWatch
+
 log = logging.getLogger(__name__)
 HEARTBEAT_ATTR = "nova:heartbeat"
 
@@ -33,11 +33,10 @@ class GrpcHeartbeatStorage(GrpcStorageProxy, BaseHeartbeat):
                  stale_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(host=host, port=port)
-        self._interval, self._grace = heartbeat_seconds, grace_seconds
-        self._stale_callback, self._clock = stale_callback, clock
+        self._interval, self._stale_callback = heartbeat_seconds, stale_callback
+        self._silence = SilenceWatch(grace_seconds, clock)
         self._me = f"{socket.gethostname()}/{os.getpid()}"
         self._beats = itertools.count()
-        self._seen: dict[int, dict[int, tuple[object, float]]] = {}  # study -> trial -> (beat, first seen)
 
     def record_heartbeat(self, trial_id: int) -> None:
         try:
@@ -48,20 +47,8 @@ class GrpcHeartbeatStorage(GrpcStorageProxy, BaseHeartbeat):
             log.warning("heartbeat of trial %d not recorded: %s", trial_id, exc.code())
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
-        now = self._clock()
-        seen = self._seen.setdefault(study_id, {})
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        stale = []
-        for trial in running:
-            beat = trial.system_attrs.get(HEARTBEAT_ATTR)
-            last = seen.get(trial._trial_id)
-            if last is None or last[0] != beat:
-                seen[trial._trial_id] = (beat, now)
-            elif now - last[1] > self._grace:
-                stale.append(trial._trial_id)
-        for trial_id in set(seen) - {t._trial_id for t in running}:
-            del seen[trial_id]
-        return stale
+        return self._silence.stale(study_id, {t._trial_id: t.system_attrs.get(HEARTBEAT_ATTR) for t in running})
 
     def get_heartbeat_interval(self) -> int | None:
         return self._interval

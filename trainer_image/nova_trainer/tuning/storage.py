@@ -1,7 +1,8 @@
 """Where studies live: PostgreSQL (psycopg 3) in a cluster, SQLite in the run folder locally.
 
 Heartbeats let a live worker find a trial whose worker died (no heartbeat for `graceSeconds`): it
-is marked FAIL and re-queued once (RetryHeartbeatStaleTrialCallback). Connections are few per
+is marked FAIL and re-queued once (RetryHeartbeatStaleTrialCallback); so is one that never recorded a
+heartbeat at all (rdb_storage.py). Connections are few per
 worker (pool of 1 plus 1 overflow, pre-pinged so a restarted database is noticed) so that many
 workers fit under `max_connections`; with a grpc:// URL workers talk to the chart's Optuna gRPC
 proxy instead and hold no database connection at all (heartbeats: grpc_storage.py). The URL is
@@ -24,6 +25,7 @@ from nova.errors import StorageError
 from nova.secrets import host_of, mask
 from nova.storage_url import grpc_address, normalize
 from nova_trainer.tuning.grpc_storage import GrpcHeartbeatStorage
+from nova_trainer.tuning.rdb_storage import HeartbeatRDBStorage
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +75,7 @@ def open_storage(url: str, heartbeat_seconds: int, grace_seconds: int, attempts:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 if (address := grpc_address(url)) is not None:
                     return _grpc(address, heartbeat_seconds, grace_seconds)
-                storage = optuna.storages.RDBStorage(
+                storage = HeartbeatRDBStorage(
                     url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_seconds,
                     grace_period=grace_seconds,
                     heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
