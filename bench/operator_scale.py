@@ -154,6 +154,30 @@ class RssSampler(threading.Thread):
             self.stop.wait(0.1)
 
 
+def cpu_seconds(operator_pid: int) -> dict[str, float]:
+    """CPU time (user + system) used so far by each part on this machine, by name: the control plane
+    binaries, PostgreSQL (all its processes), the operator (with children) and this bench."""
+    import psutil
+
+    by_name: dict[str, float] = {}
+    parts = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok", "postgres")
+    operator = {operator_pid}
+    try:
+        operator |= {c.pid for c in psutil.Process(operator_pid).children(recursive=True)}
+    except psutil.NoSuchProcess:
+        pass
+    for proc in psutil.process_iter(["pid", "name", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is None:
+            continue
+        name = proc.info["name"] or ""
+        part = ("operator" if proc.info["pid"] in operator else "bench client" if proc.info["pid"] == os.getpid()
+                else next((p for p in parts if name.startswith(p)), None))
+        if part:
+            by_name[part] = by_name.get(part, 0.0) + times.user + times.system
+    return by_name
+
+
 def watch(list_fn, seen: dict[str, float], stop: threading.Event, on_event=None, **kwargs) -> None:
     from kubernetes import watch as kwatch
 
@@ -202,6 +226,7 @@ def main() -> int:
         result["floor"] = {k: floor[k] for k in (
             "apply_span_s", "apply_to_job_p50_s", "apply_to_job_p95_s", "apply_to_job_max_s", "created_to_job_p50_s",
             "created_to_job_p95_s", "all_runs_live_s", "jobs_total", "duplicate_jobs", "api_writes_until_all_live",
+            "cpu_s_until_all_live",
             "load_average_at_start")}
         result["floor"]["controller"] = "bench/_floor_controller.py: watch + Nova's builders + 2 POSTs, nothing else"
         print()
@@ -209,6 +234,10 @@ def main() -> int:
             ["nova-operator", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"], result["all_runs_live_s"]],
             ["floor: bare controller, same builders, 2 POSTs", floor["apply_to_job_p50_s"],
              floor["apply_to_job_p95_s"], floor["all_runs_live_s"]]]))
+        print()
+        print(table(["CPU until every run is live (s)", "with nova-operator", "with the floor"],
+                    [[k, result["cpu_s_until_all_live"].get(k, ""), floor["cpu_s_until_all_live"].get(k, "")]
+                     for k in result["cpu_s_until_all_live"]]))
     if not args.no_write:
         print(f"\nwrote {write_result('operator_scale', result)}")
     return 0 if result["meets_targets"] and result["duplicate_jobs"] == 0 else 1
@@ -243,6 +272,8 @@ def report(args: argparse.Namespace, r: dict) -> None:
     print()
     print(table(["API writes until every run is live", "requests"],
                 [[k, v] for k, v in list(r["api_writes_until_all_live"].items())[:12]]))
+    print()
+    print(table(["CPU until every run is live (2 cores)", "s"], [[k, v] for k, v in r["cpu_s_until_all_live"].items()]))
     db = r["operator_db_connections"]
     print(f"\noperator's database connections: peak {db['peak']}, mean {db['mean']}; "
           f"storage problems logged: {r['operator_storage_problems_logged']}")
@@ -368,6 +399,7 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
                 [controlplane.find_kubectl(), f"--kubeconfig={cp.kubeconfig}", "get", "--raw",
                  "/debug/pprof/profile?seconds=10"], capture_output=True).stdout), daemon=True).start()
         writes_before = api_writes(cp)
+        cpu_before = cpu_seconds(op.pid)
         print(f"creating {args.runs} TrainingRuns ...", flush=True)
         load_at_start = list(os.getloadavg())
         t0 = time.monotonic()
@@ -384,6 +416,9 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
                 raise RuntimeError(f"the operator exited: {op_log.read_text()[-3000:]}")
             time.sleep(0.2)
         all_live = time.monotonic() - t0
+        cpu_after = cpu_seconds(op.pid)
+        cpu_burst = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in
+                     sorted(cpu_after.items(), key=lambda kv: cpu_before.get(kv[0], 0.0) - kv[1])}
         writes = {k: v - writes_before.get(k, 0) for k, v in api_writes(cp).items() if v > writes_before.get(k, 0)}
         hold = args.hold if nova else 0
         print(f"all {args.runs} runs have a Job{' and a status' if nova else ''} after {all_live:.1f} s; "
@@ -451,6 +486,7 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
             "operator_final_rss_mb": round(rss.samples[-1][1] / 2**20, 1) if rss.samples else None,
             "operator_log_errors": errors,
             "api_writes_until_all_live": dict(sorted(writes.items(), key=lambda kv: -kv[1])),
+            "cpu_s_until_all_live": cpu_burst,
             "hold_s": args.hold,
             "targets": {"apply_to_job_p95_s": 2.0, "operator_peak_rss_mb": 250},
             "control_plane": {"kubernetes": controlplane.versions()["K8S_VERSION"], "nodes": "kwok (2 CPU, 2 GPU)"},
