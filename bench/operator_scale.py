@@ -112,6 +112,23 @@ def api_writes(cp) -> dict[str, int]:
     return counts
 
 
+def bench_namespace(cp, pool_size: int):
+    """Create the bench namespace, wait for its default ServiceAccount (pods need it), and return
+    an API client with `pool_size` connections."""
+    import kubernetes
+
+    cp.kubectl("create", "namespace", NAMESPACE)
+    deadline = time.monotonic() + 30
+    while cp.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")[0] != 200:
+        if time.monotonic() > deadline:
+            raise RuntimeError("no default ServiceAccount")
+        time.sleep(0.1)
+    cfg = kubernetes.client.Configuration()
+    kubernetes.config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=cfg)
+    cfg.connection_pool_maxsize = pool_size
+    return kubernetes.client.ApiClient(cfg)
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -281,7 +298,6 @@ def report(args: argparse.Namespace, r: dict) -> None:
 
 def measure(args: argparse.Namespace, controller: str) -> dict:
     """One control plane and PostgreSQL, one controller ("nova" or "floor"), args.runs new runs."""
-    import kubernetes
     from kubernetes import client as k8s
 
     nova = controller == "nova"
@@ -297,16 +313,7 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
     try:
         url = pg.create_database("operator_scale")
         apply_crd(cp)
-        cp.kubectl("create", "namespace", NAMESPACE)
-        deadline = time.monotonic() + 30
-        while cp.get(f"/api/v1/namespaces/{NAMESPACE}/serviceaccounts/default")[0] != 200:
-            if time.monotonic() > deadline:
-                raise RuntimeError("no default ServiceAccount")
-            time.sleep(0.1)
-        cfg = kubernetes.client.Configuration()
-        kubernetes.config.load_kube_config(config_file=str(cp.kubeconfig), client_configuration=cfg)
-        cfg.connection_pool_maxsize = args.clients + 8
-        api = kubernetes.client.ApiClient(cfg)
+        api = bench_namespace(cp, pool_size=args.clients + 8)
         core, batch, custom = k8s.CoreV1Api(api), k8s.BatchV1Api(api), k8s.CustomObjectsApi(api)
         core.create_namespaced_secret(NAMESPACE, {"metadata": {"name": "optuna"},
                                                   "data": {"url": base64.b64encode(url.encode()).decode()}})
