@@ -227,7 +227,8 @@ def main() -> int:
     parser.add_argument("--cold", action="store_true", help="no warm-up run before the burst")
     parser.add_argument("--poll-interval", type=float, default=0.5,
                         help="seconds between the client's LISTs of the runs (it loads the API server too)")
-    parser.add_argument("--profile", help="record the operator with py-spy into this file (speedscope JSON)")
+    parser.add_argument("--profile", help="record the operator with py-spy into this file (speedscope JSON; "
+                        "py-spy --gil: it samples the thread holding the GIL, so where the Python CPU goes)")
     parser.add_argument("--operator-log", help="keep the operator's log in this file")
     parser.add_argument("--apiserver-profile", help="write a 10 s CPU profile of the API server from the first "
                         "apply here (pprof; starts the control plane with NOVA_APISERVER_PROFILING=1)")
@@ -388,7 +389,7 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
         spy = None
         if args.profile and nova:
             spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(op.pid), "-o",
-                                    args.profile, "-f", "speedscope", "-r", "50", "--nonblocking"],
+                                    args.profile, "-f", "speedscope", "-r", "100", "--gil"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(2)
         applied: dict[str, float] = {}
