@@ -38,4 +38,3 @@ class HeartbeatRDBStorage(RDBStorage):
                                   models.TrialHeartbeatModel.trial_heartbeat_id.is_(None))
                           .all())
         return stale + self._silence.stale(study_id, {trial_id: None for (trial_id,) in never_beat})
-
