@@ -425,8 +425,8 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
             time.sleep(0.2)
         all_live = time.monotonic() - t0
         cpu_after = cpu_seconds(op.pid)
-        cpu_burst = {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in
-                     sorted(cpu_after.items(), key=lambda kv: cpu_before.get(kv[0], 0.0) - kv[1])}
+        spent = {k: v - cpu_before.get(k, 0.0) for k, v in cpu_after.items()}
+        cpu_burst = {k: round(v, 2) for k, v in sorted(spent.items(), key=lambda kv: kv[1], reverse=True)}
         writes = {k: v - writes_before.get(k, 0) for k, v in api_writes(cp).items() if v > writes_before.get(k, 0)}
         hold = args.hold if nova else 0
         print(f"all {args.runs} runs have a Job{' and a status' if nova else ''} after {all_live:.1f} s; "

@@ -1,8 +1,9 @@
 """One level-triggered pass over a run: judge what only the operator can judge, make sure the
 children exist (create-or-get), observe them and the studies, and decide the status.
 
-Called by the create/resume/update handlers (for a prompt Job) and by the status timer (for
-progress and recovery), so any pass can be the first after an operator restart."""
+Called for every watch event of a run whose status has not seen its generation (for a prompt Job)
+and by the periodic resync (for progress and recovery), so any pass can be the first after an
+operator restart (handlers.py)."""
 
 from __future__ import annotations
 
@@ -74,8 +75,9 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
 
     The studies come after the Job so that it does not wait on the database: a worker opens its
     study with Optuna's load_if_exists, so whichever makes it first, the other loads it (and pods
-    spend seconds being scheduled and building features before they open it). The storage itself
-    was opened, so reached, before this is called: a run whose database is down gets no Job.
+    spend seconds being scheduled and building features before they open it). Storages are cached
+    per URL, so a database that went down since it was first opened is found here, after the Job
+    exists, by the study inserts (the run then reports StorageUnavailable).
 
     `job` is the worker Job as the caller read it (None on a run's first pass: nothing to read yet,
     so we create at once, one call when nothing exists). The ConfigMap is only looked at when the

@@ -3,8 +3,9 @@
 Workers are interchangeable and share nothing but the storage. Before each trial a worker re-counts
 the study in the storage (see `budget.py`). When the budget is committed it still waits for RUNNING
 trials to finish: if their worker died, the heartbeat marks them stale and this worker runs the
-retry. Transient database errors (a restart) are retried with backoff; a trial interrupted by one is
-left RUNNING and recovered by the heartbeat like a dead worker's."""
+retry. Transient database errors (a restart) are retried with backoff; a trial whose end one of them
+lost is failed and retried by the worker that ran it (`fail_orphan`), or else by the heartbeat check
+like a dead worker's."""
 
 from __future__ import annotations
 
@@ -111,10 +112,10 @@ def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialS
                     "queued", study.study_name, exc)
         return optuna.trial.TrialState.FAIL
     except Exception as exc:
-        # The database went away while this trial ran, so Optuna could not record its end, and
-        # maybe not even its first heartbeat: then no worker would ever find it stale, and every
-        # worker would wait on it for good (seen once in tests/integration/test_distributed_tuning).
-        # Once the database is back, fail it and queue its retry, as for a stale trial.
+        # The database went away while this trial ran, so Optuna could not record its end (and
+        # maybe not its first heartbeat). The storage's stale-trial check would fail it after
+        # graceSeconds (rdb_storage.py covers the beatless case); this worker knows it at once, so
+        # once the database is back it fails the trial and queues its retry itself.
         if started and _is_transient(exc):
             if _retrying(lambda: fail_orphan(study, started[-1])):
                 log.warning("%s: trial %d lost its result to a storage error; failed and queued for a retry",
