@@ -26,7 +26,7 @@ from nova.spec import API_GROUP, API_VERSION, PLURAL  # noqa: E402
 from nova_operator import builders  # noqa: E402
 from nova_operator.kube import Kube, load_config  # noqa: E402
 from nova_operator.reconcile import resolve_run  # noqa: E402
-from nova_operator.settings import HANDLER_THREADS  # noqa: E402
+from nova_operator.settings import DEFAULT_HANDLER_THREADS  # noqa: E402
 
 log = logging.getLogger("floor")
 
@@ -42,7 +42,7 @@ def create_children(kube: Kube, cfg: builders.OperatorConfig, body: dict) -> Non
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("-n", "--namespace", required=True)
-    parser.add_argument("--threads", type=int, default=HANDLER_THREADS, help="default: the operator's")
+    parser.add_argument("--threads", type=int, default=DEFAULT_HANDLER_THREADS, help="default: the operator's")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     load_config(pool_size=args.threads + 8)

@@ -30,9 +30,10 @@ import talib
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "trainer_image"))
+import _naive_features as naive  # noqa: E402
 from _common import table, write_result  # noqa: E402
 
-from nova_trainer.features import compute_features, feature_names, naive  # noqa: E402
+from nova_trainer.features import compute_features, feature_names  # noqa: E402
 
 INPUTS = ("open", "high", "low", "close", "volume")
 

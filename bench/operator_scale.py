@@ -55,7 +55,7 @@ from tests.operator.conftest import apply_crd  # noqa: E402
 from tests.support.postgres import ConnectionSampler, start_postgres  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "operator"))
-from nova_operator.settings import HANDLER_THREADS  # noqa: E402
+from nova_operator.settings import DEFAULT_HANDLER_THREADS  # noqa: E402
 
 GROUP, VERSION, PLURAL = "nova.dev", "v1alpha1", "trainingruns"
 NAMESPACE = "bench"
@@ -461,7 +461,7 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
         result = {
             "runs": args.runs,
             "status_interval_s": args.status_interval,
-            "operator_workers": HANDLER_THREADS,
+            "operator_workers": DEFAULT_HANDLER_THREADS,
             "apply_span_s": round(apply_span, 3),
             "apply_to_job_p50_s": round(pct(to_job, 0.5), 3),
             "apply_to_job_p95_s": round(pct(to_job, 0.95), 3),

@@ -17,6 +17,8 @@ import sys
 
 import kopf
 
+from nova_operator.settings import Settings
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nova-operator", description=__doc__,
@@ -45,8 +47,7 @@ def namespaces(args: argparse.Namespace, env: dict[str, str] | None = None) -> l
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.status_interval:
-        os.environ["NOVA_STATUS_INTERVAL"] = str(args.status_interval)
+    settings = Settings.from_env(status_interval=args.status_interval)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not args.verbose:
@@ -60,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
         METRICS.serve(args.metrics_port)
 
     watch = namespaces(args)
-    kopf.run(standalone=True, clusterwide=not watch, namespaces=watch, liveness_endpoint=args.liveness)
+    kopf.run(standalone=True, clusterwide=not watch, namespaces=watch, liveness_endpoint=args.liveness,
+             memo=kopf.Memo(settings=settings))
     return 0
 
 

@@ -9,20 +9,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
+import tenacity
 from pydantic import ValidationError
 
 from nova.errors import StorageError
 from nova.spec import ResolvedRun, TrainingRunSpec, format_validation_error
-from nova_operator import builders, failpoints, studies
+from nova_operator import builders, failpoints, finalizers
+from nova_operator.context import OperatorContext
 from nova_operator.kube import Kube
 from nova_operator.status import Decision, JobState, Observed, Problem, decide
+from nova_operator.studies import Studies, empty_progress
 
 log = logging.getLogger(__name__)
-OPERATOR_STORAGE_URL_ENV = "NOVA_OPERATOR_STORAGE_URL"
 
 
 @dataclass
@@ -40,8 +41,10 @@ def resolve_run(body: dict[str, Any]) -> ResolvedRun | Problem:
     return ResolvedRun(name=md["name"], namespace=md["namespace"], generation=md.get("generation", 1), spec=spec)
 
 
-def check_secrets(kube: Kube, run: ResolvedRun, cfg: builders.OperatorConfig) -> tuple[str | None, Problem | None]:
-    """Every Secret key the pods will read exists; returns the storage URL (for the operator)."""
+def check_secrets(kube: Kube, run: ResolvedRun, cfg: builders.OperatorConfig,
+                  operator_storage_url: str | None = None) -> tuple[str | None, Problem | None]:
+    """Every Secret key the pods will read exists; returns the storage URL for the operator (its
+    own, when it has one, else the pods')."""
     if builders.storage_secret(run, cfg) is None:
         return None, Problem("StorageNotConfigured", "no Optuna storage: set spec.tuning.storage.secretRef "
                              "to a Secret key holding a SQLAlchemy URL (postgresql+psycopg://user:password@host/db)")
@@ -57,19 +60,19 @@ def check_secrets(kube: Kube, run: ResolvedRun, cfg: builders.OperatorConfig) ->
                                  f"add it (`kubectl -n {run.namespace} edit secret {ref.name}`) or fix {field}.key")
         if field == "spec.tuning.storage.secretRef":
             storage_url = value
-    return os.environ.get(OPERATOR_STORAGE_URL_ENV) or storage_url, None
+    return operator_storage_url or storage_url, None
 
 
-def open_storage(url: str) -> tuple[Any, Problem | None]:
+def open_storage(studies: Studies, url: str) -> tuple[Any, Problem | None]:
     try:
         return studies.open_storage(url), None
     except StorageError as exc:
-        permanent = getattr(exc, "permanent", False)
-        return None, Problem("StorageRefused" if permanent else "StorageUnavailable", str(exc), retry=not permanent)
+        return None, Problem("StorageRefused" if exc.permanent else "StorageUnavailable", str(exc),
+                             retry=not exc.permanent)
 
 
-def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: builders.OperatorConfig,
-                   storage: Any, job: dict[str, Any] | None, spec_changed: bool) -> tuple[dict[str, Any], bool]:
+def ensure_workers(ctx: OperatorContext, run: ResolvedRun, owner: dict[str, Any], storage: Any,
+                   job: dict[str, Any] | None, spec_changed: bool) -> tuple[dict[str, Any], bool]:
     """ConfigMap, the worker Job, then the studies: each created once; edits applied in place.
     Returns the Job and whether every study was made in this pass (then there is no progress to read).
 
@@ -83,6 +86,7 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
     so we create at once, one call when nothing exists). The ConfigMap is only looked at when the
     Job is missing or the spec changed since the last pass: a status pass over a steady run then
     costs one read, the Job's."""
+    kube = ctx.kube
     if job is None or spec_changed:
         cm = builders.config_map(run, owner)
         existing, created = kube.create_or_get(cm)
@@ -92,11 +96,11 @@ def ensure_workers(kube: Kube, run: ResolvedRun, owner: dict[str, Any], cfg: bui
         failpoints.hit("after-configmap")
     fresh = False
     if job is None:
-        job, created = kube.create_or_get(builders.worker_job(run, owner, cfg))
+        job, created = kube.create_or_get(builders.worker_job(run, owner, ctx.cfg))
         if created:
             log.info("created Job %s/%s", run.namespace, job["metadata"]["name"])
         failpoints.hit("after-job")
-        made = studies.create_studies(run, storage)
+        made = ctx.studies.create_studies(run, storage)
         fresh = len(made) == len(run.spec.data.symbols)
         failpoints.hit("after-studies")
     spec = job.get("spec") or {}
@@ -116,8 +120,8 @@ def _finished(job: dict[str, Any]) -> bool:
                for c in (job.get("status") or {}).get("conditions") or [])
 
 
-def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
-              now: dt.datetime | None = None) -> Outcome:
+def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | None = None) -> Outcome:
+    kube, cfg, studies = ctx.kube, ctx.cfg, ctx.studies
     md = body["metadata"]
     previous = dict(body.get("status") or {})
     name, namespace = md["name"], md["namespace"]
@@ -138,35 +142,28 @@ def reconcile(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig,
         return Outcome(decide(fallback, Observed(problem=run), previous, "", workers_name, refit_name, now))
 
     owner = builders.owner_reference(name, md["uid"])
-    url, problem = check_secrets(kube, run, cfg)
+    url, problem = check_secrets(kube, run, cfg, ctx.settings.operator_storage_url)
     storage = None
     if problem is None and url:
-        storage, problem = open_storage(url)
+        storage, problem = open_storage(studies, url)
     first_pass = not previous.get("phase")
     workers = None if first_pass and problem is None else kube.get_job(namespace, workers_name)
     fresh_studies = False
     if problem is None:
         try:
-            workers, fresh_studies = ensure_workers(kube, run, owner, cfg, storage, workers,
-                                     spec_changed=previous.get("observedGeneration") != md.get("generation"))
-        except StorageError as exc:
+            workers, fresh_studies = ensure_workers(ctx, run, owner, storage, workers,
+                                                    spec_changed=previous.get("observedGeneration") != md.get("generation"))
+        except StorageError as exc:  # the database went down since its storage was opened
+            studies.forget(url or "")
             problem = Problem("StorageUnavailable", str(exc), retry=True)
-        except Exception as exc:  # noqa: BLE001 - a storage driver error while creating studies
-            if type(exc).__module__.startswith("sqlalchemy"):
-                studies.forget(url or "")
-                problem = Problem("StorageUnavailable", f"cannot create the studies: {studies.describe(exc)}",
-                                  retry=True)
-            else:
-                raise
 
-    progress = studies.empty_progress(run) if fresh_studies else None
+    progress = empty_progress(run) if fresh_studies else None
     if storage is not None and not fresh_studies:
         try:
             progress = studies.read_progress(run, storage)
-        except Exception as exc:  # noqa: BLE001
+        except StorageError as exc:
             studies.forget(url or "")
-            problem = problem or Problem("StorageUnavailable", f"cannot read the studies: {studies.describe(exc)}",
-                                         retry=True)
+            problem = problem or Problem("StorageUnavailable", str(exc), retry=True)
     workers_state = JobState.from_job(workers)
     if workers_state.failed_condition:
         detail = kube.failed_pod_message(namespace, workers_name, "trainer")
@@ -195,15 +192,53 @@ def _ttl_expired(body: dict[str, Any], status: dict[str, Any], now: dt.datetime)
     return now >= finished + dt.timedelta(seconds=int(ttl))
 
 
-def delete_studies(kube: Kube, body: dict[str, Any], cfg: builders.OperatorConfig) -> list[str]:
+def needs_pass(ctx: OperatorContext, body: dict[str, Any]) -> bool:
+    """A run whose status has not seen its current generation, and that this process has not
+    already decided for (its status patch may still be on its way)."""
+    md = body["metadata"]
+    if md.get("deletionTimestamp"):
+        return False
+    generation = md.get("generation")
+    if ctx.handled.get(md["uid"]) == generation:
+        return False
+    status = body.get("status") or {}
+    return not status.get("phase") or status.get("observedGeneration") != generation
+
+
+def hold_finalizer(ctx: OperatorContext, body: dict[str, Any]) -> None:
+    """Nova's finalizer on exactly the runs whose studies go with them (keepStudies: false)."""
+    md = body["metadata"]
+    ops = finalizers.patch_to(body, hold=finalizers.drops_studies(body))
+    if ops is not None:
+        ctx.kube.patch_run(md["namespace"], md["name"], ops)
+
+
+def delete_studies(ctx: OperatorContext, body: dict[str, Any]) -> list[str]:
     """On deletion with keepStudies false: drop the run's studies from the storage."""
     run = resolve_run(body)
     if isinstance(run, Problem):
         return []
-    url, problem = check_secrets(kube, run, cfg)
+    url, problem = check_secrets(ctx.kube, run, ctx.cfg, ctx.settings.operator_storage_url)
     if problem is not None or not url:
         raise StorageError(problem.message if problem else "no storage URL")
-    storage, problem = open_storage(url)
+    storage, problem = open_storage(ctx.studies, url)
     if problem is not None:
         raise StorageError(problem.message)
-    return studies.delete_studies(run, storage)
+    return ctx.studies.delete_studies(run, storage)
+
+
+def release(ctx: OperatorContext, body: dict[str, Any], attempts: int = 3, delay: float = 5.0) -> None:
+    """A run going with Nova's finalizer: delete its studies if the spec says so (a few tries; the
+    deletion is never held for the storage's sake), then let it go."""
+    md = body["metadata"]
+    if finalizers.drops_studies(body):
+        retrying = tenacity.Retrying(stop=tenacity.stop_after_attempt(attempts), wait=tenacity.wait_fixed(delay),
+                                     reraise=True)
+        try:
+            deleted = retrying(delete_studies, ctx, body)
+            log.info("%s/%s: deleted studies %s", md["namespace"], md["name"], ", ".join(deleted) or "(none)")
+        except Exception as exc:  # noqa: BLE001 - logged; the run still goes
+            log.warning("%s/%s: studies not deleted (storage unavailable): %s", md["namespace"], md["name"], exc)
+    ops = finalizers.patch_to(body, hold=False)
+    if ops is not None:
+        ctx.kube.patch_run(md["namespace"], md["name"], ops)

@@ -13,32 +13,19 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from nova.budget import TrialCounts
 from nova.spec import ResolvedRun
 from nova.status import Condition, ModelStatus, RunStatus, StudyStatus, SymbolModel, WorkerStatus
 
 
-@dataclass(frozen=True)
-class StudyProgress:
-    """One symbol's study as read from the storage (see studies.read_progress)."""
+@dataclass(frozen=True, kw_only=True)
+class StudyProgress(TrialCounts):
+    """One symbol's study as read from the storage (see studies.read_progress), counted by the
+    contract's budget rule."""
 
     symbol: str
     study: str
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    running: int = 0
-    waiting: int = 0
-    best_value: float | None = None
-    best_params: dict[str, Any] = field(default_factory=dict)
     exists: bool = True
-
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned + self.failed
-
-    def done(self, budget: int) -> bool:
-        """The study holds its budget and nothing is still running or queued."""
-        return self.finished >= budget and self.running == 0 and self.waiting == 0
 
 
 @dataclass(frozen=True)

@@ -126,8 +126,9 @@ def test_workers_behind_the_proxy_recover_a_killed_workers_trial(write_run, pg_u
 
 
 def test_the_operator_creates_and_reads_studies_through_the_proxy(write_run, sqlite_proxy):
-    from nova_operator import studies
+    from nova_operator.studies import Studies
 
+    studies = Studies()
     run = load_resolved(write_run(symbols=("AAA", "BBB"), trials=3))
     url = f"grpc://127.0.0.1:{sqlite_proxy}"
     storage = studies.open_storage(url)

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 import talib
 
+from bench import _naive_features as naive
 from nova_trainer.features import (FAMILIES, FEATURE_SETS, REGISTRY, build_features, compute_features,
-                                   families, feature_names, naive)
+                                   families, feature_names)
 
 # Nova casts float64 indicators to float32 (relative error <= 6e-8), so 1e-5 is loose for the cast
 # yet tight enough to catch a wrong window, input or formula. ATOL covers values that are ~0.

@@ -10,6 +10,7 @@ import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
+from nova.errors import StorageError
 from nova.spec import ResolvedRun, TrainingRunSpec
 from nova.status import RunStatus
 from nova_operator import studies
@@ -186,9 +187,10 @@ def storage(tmp_path):
 
 def test_studies_created_up_front_and_progress_counted_like_the_trainer(storage):
     r = run()
-    assert studies.create_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]
-    assert studies.create_studies(r, storage) == []  # idempotent: both exist, nothing made
-    assert [p.finished for p in studies.read_progress(r, storage)] == [0, 0] == \
+    store = studies.Studies()
+    assert store.create_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]
+    assert store.create_studies(r, storage) == []  # idempotent: both exist, nothing made
+    assert [p.finished for p in store.read_progress(r, storage)] == [0, 0] == \
         [p.finished for p in studies.empty_progress(r)]
     study = optuna.load_study(study_name="ns.r.AAA", storage=storage)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE and not study.trials
@@ -203,21 +205,21 @@ def test_studies_created_up_front_and_progress_counted_like_the_trainer(storage)
     replacement = create_trial(state=TrialState.WAITING, params={}, distributions={},
                                system_attrs={"retry_history": [4]})
     study.add_trial(replacement)
-    aaa, bbb = studies.read_progress(r, storage)
+    aaa, bbb = store.read_progress(r, storage)
     assert (aaa.complete, aaa.pruned, aaa.failed, aaa.waiting) == (2, 1, 1, 1)
     assert aaa.best_value == 0.62 and aaa.best_params == {"eta": pytest.approx(0.062)}
     assert not aaa.done(4)  # a queued retry still has to run
     assert bbb.exists and bbb.finished == 0
-    assert studies.delete_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]
-    assert [p.exists for p in studies.read_progress(r, storage)] == [False, False]
+    assert store.delete_studies(r, storage) == ["ns.r.AAA", "ns.r.BBB"]
+    assert [p.exists for p in store.read_progress(r, storage)] == [False, False]
 
 
 def test_storage_errors_name_the_host_not_the_password():
     with pytest.raises(Exception) as err:
-        studies.open_storage("postgresql://nova:hunter2@127.0.0.1:1/nova")
+        studies.Studies().open_storage("postgresql://nova:hunter2@127.0.0.1:1/nova")
     text = str(err.value)
     assert "127.0.0.1:1" in text and "hunter2" not in text
-    assert getattr(err.value, "permanent") is False
+    assert isinstance(err.value, StorageError) and err.value.permanent is False  # refused: may come back
 
 
 def test_status_patch_sends_only_what_changed():

@@ -3,7 +3,7 @@
   train   one symbol, fixed params: walk-forward metrics, refit, model + card
   tune    join each symbol's study and run trials until its budget is met
   refit   the best trial of each study, trained on the whole window
-  prep    (see prep.py) build features ahead of the trainer into a shared folder
+  prep    build features ahead of the trainer into a shared folder (the pod's sidecar; prep.py)
 """
 
 from __future__ import annotations
@@ -90,6 +90,32 @@ def cmd_refit(args) -> int:
     return 0 if any("error" not in s for s in summary.values()) else 1
 
 
+def cmd_prep(args: argparse.Namespace) -> int:
+    """SIGTERM (or Ctrl-C) sets a flag that `produce` checks before each symbol and each wait:
+    the symbol being written is either finished or left as an invisible temp file."""
+    import time
+
+    from nova_trainer import stopping
+    from nova_trainer.prep import Stop, produce
+
+    run = load_resolved(args.config)
+    folder = Path(args.out)
+    stopping.install()
+    try:
+        outcome = produce(run, folder, stop_check=stopping.requested)
+        failed = {s: o for s, o in outcome.items() if o != "ready"}
+        print(f"prep: {len(outcome) - len(failed)} symbol(s) ready, {len(failed)} failed", flush=True)
+        while args.linger and not stopping.requested():  # a native sidecar must outlive the trainer
+            time.sleep(0.5)
+    except (Stop, KeyboardInterrupt):
+        pass
+    for tmp in folder.glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+    if stopping.requested():
+        log.info("prep: stopped by signal")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nova-trainer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,12 +143,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--symbol")
     p.set_defaults(func=cmd_refit)
 
-    try:
-        from nova_trainer.prep import add_prep_command
-    except ImportError:  # prep is optional until the pipeline lands
-        pass
-    else:
-        add_prep_command(sub, common)
+    p = sub.add_parser("prep", help="build features ahead of the trainer into a shared folder")
+    p.add_argument("--config", required=True, help="run.json from the operator, or a TrainingRun YAML")
+    p.add_argument("--out", required=True, help="shared folder (an emptyDir in a pod)")
+    p.add_argument("--linger", action="store_true", help="stay alive after the last symbol until SIGTERM "
+                   "(for a native sidecar)")
+    p.set_defaults(func=cmd_prep)
     return parser
 
 

@@ -7,7 +7,8 @@ import math
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
-BARS_PER_YEAR = {"1d": 252, "1h": 252 * 7, "15m": 252 * 26, "5m": 252 * 78, "1m": 252 * 390}
+from nova.intervals import bars_per_year
+
 
 
 def strategy_returns(pred: np.ndarray, fwd_return: np.ndarray, kind: str) -> np.ndarray:
@@ -27,7 +28,7 @@ def fold_metrics(pred: np.ndarray, label: np.ndarray, fwd_return: np.ndarray, ki
                  interval: str = "1d", horizon: int = 1) -> dict[str, float]:
     out: dict[str, float] = {}
     strat = strategy_returns(pred, fwd_return, kind)
-    out["sharpe"] = sharpe_ratio(strat, BARS_PER_YEAR.get(interval, 252), horizon)
+    out["sharpe"] = sharpe_ratio(strat, bars_per_year(interval), horizon)
     out["hit_rate"] = float(np.mean(strat > 0))
     if kind == "direction":
         both = len(np.unique(label)) == 2

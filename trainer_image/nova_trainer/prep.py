@@ -17,7 +17,6 @@ says so, deletes the shard once the trainer has moved on (`<symbol>.consumed` te
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -29,7 +28,6 @@ from pathlib import Path
 import pyarrow as pa
 from pyarrow import feather
 
-from nova.config import load_resolved
 from nova.errors import DataError, NovaError
 from nova.spec import ResolvedRun
 from nova_trainer import stopping
@@ -179,33 +177,3 @@ def consume_shards(run: ResolvedRun, folder: str | Path, delete: bool | None = N
         _atomic_text(paths["consumed"], "")
         if delete:
             paths[SHARD].unlink(missing_ok=True)
-
-
-def cmd_prep(args) -> int:
-    """SIGTERM (or Ctrl-C) sets a flag that `produce` checks before each symbol and each wait:
-    the symbol being written is either finished or left as an invisible temp file."""
-    run = load_resolved(args.config)
-    folder = Path(args.out)
-    stopping.install()
-    try:
-        outcome = produce(run, folder, stop_check=stopping.requested)
-        failed = {s: o for s, o in outcome.items() if o != "ready"}
-        print(f"prep: {len(outcome) - len(failed)} symbol(s) ready, {len(failed)} failed", flush=True)
-        while args.linger and not stopping.requested():  # a native sidecar must outlive the trainer
-            time.sleep(0.5)
-    except (Stop, KeyboardInterrupt):
-        pass
-    for tmp in folder.glob(".*.tmp"):
-        tmp.unlink(missing_ok=True)
-    if stopping.requested():
-        log.info("prep: stopped by signal")
-    return 0
-
-
-def add_prep_command(sub: argparse._SubParsersAction, common) -> None:
-    p = sub.add_parser("prep", help="build features ahead of the trainer into a shared folder")
-    p.add_argument("--config", required=True, help="run.json from the operator, or a TrainingRun YAML")
-    p.add_argument("--out", required=True, help="shared folder (an emptyDir in a pod)")
-    p.add_argument("--linger", action="store_true", help="stay alive after the last symbol until SIGTERM "
-                   "(for a native sidecar)")
-    p.set_defaults(func=cmd_prep)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from nova.intervals import bars_per_year
 from nova.spec import METRIC_DIRECTION, TrainingRunSpec
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice
@@ -97,14 +98,16 @@ def observation(metric: str) -> tuple[str, bool]:
     return f"valid-{metric}", METRIC_DIRECTION[metric] == "maximize"
 
 
-def _custom_metric(metric: str, kind: str, fwd_test: np.ndarray, horizon: int
+def _custom_metric(metric: str, kind: str, fwd_test: np.ndarray, horizon: int, interval: str
                    ) -> Callable[[np.ndarray, xgb.DMatrix], tuple[str, float]] | None:
     """Per-round metrics XGBoost lacks: accuracy and the strategy Sharpe on the test window."""
     if metric == "sharpe":
+        per_year = bars_per_year(interval)  # the same annualisation as the fold's final Sharpe
+
         def sharpe(predt: np.ndarray, dmat: xgb.DMatrix) -> tuple[str, float]:
             if len(predt) != len(fwd_test):  # the training set is evaluated too; skip it
                 return "sharpe", 0.0
-            return "sharpe", sharpe_ratio(strategy_returns(predt, fwd_test, kind), 252, horizon)
+            return "sharpe", sharpe_ratio(strategy_returns(predt, fwd_test, kind), per_year, horizon)
         return sharpe
     if metric == "accuracy":
         def accuracy(predt: np.ndarray, dmat: xgb.DMatrix) -> tuple[str, float]:
@@ -163,7 +166,7 @@ def evaluate(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any], dev
         booster = xgb.train(params, dtrain, spec.model.num_boost_round,
                             evals=[(dtest, "valid")], callbacks=callbacks, verbose_eval=False,
                             custom_metric=_custom_metric(metric, spec.target.kind, test.fwd_return,
-                                                         spec.target.horizon))
+                                                         spec.target.horizon, spec.data.interval))
         rounds = booster.num_boosted_rounds()
         best = int(booster.attr("best_iteration") or rounds - 1)
         pred = booster.predict(dtest, iteration_range=(0, best + 1))

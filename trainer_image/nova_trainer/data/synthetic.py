@@ -9,14 +9,15 @@ import zlib
 import numpy as np
 import pandas as pd
 
+from nova.intervals import bars_per_year
+
 FREQ = {"1d": "B", "1h": "h", "15m": "15min", "5m": "5min", "1m": "min"}
-BARS_PER_YEAR = {"1d": 252, "1h": 252 * 7, "15m": 252 * 26, "5m": 252 * 78, "1m": 252 * 390}
 
 
 def generate(symbol: str, bars: int, seed: int, interval: str = "1d",
              start: str | pd.Timestamp = "2010-01-04") -> pd.DataFrame:
     rng = np.random.default_rng([seed, zlib.crc32(symbol.encode())])
-    per_year = BARS_PER_YEAR[interval]
+    per_year = bars_per_year(interval)
     # Two-state Markov volatility regime (calm / stressed) drawn from run lengths, vectorised.
     lengths = rng.geometric(1 / 120, size=bars // 20 + 2)
     states = np.resize([0, 1], len(lengths))

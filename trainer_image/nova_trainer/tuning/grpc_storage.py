@@ -18,10 +18,10 @@ from collections.abc import Callable
 
 import grpc
 import optuna
-from optuna.storages import BaseStorage, GrpcStorageProxy
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages import GrpcStorageProxy
 from optuna.trial import FrozenTrial, TrialState
 
+from nova_trainer.tuning.optuna_private import BaseHeartbeat, trial_storage_id
 from nova_trainer.tuning.silence import SilenceWatch
 
 log = logging.getLogger(__name__)
@@ -48,14 +48,10 @@ class GrpcHeartbeatStorage(GrpcStorageProxy, BaseHeartbeat):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         running = self.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,))
-        return self._silence.stale(study_id, {t._trial_id: t.system_attrs.get(HEARTBEAT_ATTR) for t in running})
+        return self._silence.stale(study_id, {trial_storage_id(t): t.system_attrs.get(HEARTBEAT_ATTR) for t in running})
 
     def get_heartbeat_interval(self) -> int | None:
         return self._interval
 
     def get_heartbeat_stale_trial_callback(self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
         return self._stale_callback
-
-
-def is_grpc(storage: BaseStorage) -> bool:
-    return isinstance(storage, GrpcStorageProxy)

@@ -7,15 +7,14 @@ trial, so the median pruner compares like with like."""
 from __future__ import annotations
 
 import time
-from types import SimpleNamespace
 from typing import Any
 
 import optuna
 import xgboost as xgb
 
-from nova_trainer import stopping
-
 from nova.spec import PrunerSpec
+from nova_trainer import stopping
+from nova_trainer.tuning.optuna_private import CompletedView, percentile_prune
 
 
 def make_pruner(spec: PrunerSpec, num_boost_round: int, folds: int) -> optuna.pruners.BasePruner:
@@ -37,16 +36,6 @@ class RoundCounter:
         self.rounds = 0
 
 
-class _CompletedView:
-    """The part of a Study that Optuna's percentile/median pruner reads, from a snapshot."""
-
-    def __init__(self, trials: list[optuna.trial.FrozenTrial], direction) -> None:
-        self._trials, self.direction = trials, direction
-
-    def get_trials(self, deepcopy: bool = False, states=None) -> list[optuna.trial.FrozenTrial]:
-        return self._trials if states is None else [t for t in self._trials if t.state in states]
-
-
 class SnapshotPruning:
     """Per-round pruning decisions without a storage read per round.
 
@@ -58,14 +47,14 @@ class SnapshotPruning:
 
     def __init__(self, study: optuna.Study, refresh_seconds: float = 2.0) -> None:
         self._study, self._refresh = study, refresh_seconds
-        self._snapshot: _CompletedView | None = None
+        self._snapshot: CompletedView | None = None
         self._taken = 0.0
 
-    def _completed(self) -> _CompletedView:
+    def _completed(self) -> CompletedView:
         now = time.monotonic()
         if self._snapshot is None or now - self._taken > self._refresh:
             trials = self._study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-            self._snapshot, self._taken = _CompletedView(trials, self._study.direction), now
+            self._snapshot, self._taken = CompletedView(trials, self._study.direction), now
         return self._snapshot
 
     def should_prune(self, trial: optuna.Trial, step: int, values: dict[int, float]) -> bool:
@@ -73,7 +62,7 @@ class SnapshotPruning:
         if isinstance(pruner, optuna.pruners.NopPruner):
             return False
         if isinstance(pruner, optuna.pruners.PercentilePruner):
-            return pruner.prune(self._completed(), SimpleNamespace(last_step=step, intermediate_values=values))
+            return percentile_prune(pruner, self._completed(), step, values)
         return trial.should_prune()
 
 

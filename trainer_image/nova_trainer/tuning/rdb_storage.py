@@ -15,10 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from optuna.storages import RDBStorage
-from optuna.storages._rdb import models
-from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import TrialState
 
+from nova_trainer.tuning.optuna_private import rdb_models as models, scoped_session
 from nova_trainer.tuning.silence import SilenceWatch
 
 
@@ -30,7 +29,7 @@ class HeartbeatRDBStorage(RDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         stale = super()._get_stale_trial_ids(study_id)
-        with _create_scoped_session(self.scoped_session) as session:
+        with scoped_session(self.scoped_session) as session:
             never_beat = (session.query(models.TrialModel.trial_id)
                           .outerjoin(models.TrialHeartbeatModel)
                           .filter(models.TrialModel.study_id == study_id,

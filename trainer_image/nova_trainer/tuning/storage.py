@@ -12,17 +12,17 @@ from __future__ import annotations
 
 import logging
 import os
-import time
 import warnings
 from pathlib import Path
+from typing import Any
 
-import grpc
 import optuna
 import sqlalchemy
-import sqlalchemy.exc
+import tenacity
 
 from nova.errors import StorageError
-from nova.secrets import host_of, mask
+from nova.secrets import host_of
+from nova.storage_errors import describe, is_driver_error, is_transient, storage_error
 from nova.storage_url import grpc_address, normalize
 from nova_trainer.tuning.grpc_storage import GrpcHeartbeatStorage
 from nova_trainer.tuning.rdb_storage import HeartbeatRDBStorage
@@ -30,21 +30,6 @@ from nova_trainer.tuning.rdb_storage import HeartbeatRDBStorage
 log = logging.getLogger(__name__)
 
 STORAGE_URL_ENV = "NOVA_STORAGE_URL"
-# Optuna wraps a failed commit (e.g. the server restarting under it) in StorageInternalError.
-TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError, sqlalchemy.exc.DBAPIError,
-             optuna.exceptions.StorageInternalError)
-PERMANENT_HINTS = ("password authentication failed", "does not exist", "no password supplied",
-                   "role", "permission denied")
-# a gRPC proxy restarting (UNAVAILABLE), slow (DEADLINE_EXCEEDED), or its database failing (UNKNOWN)
-TRANSIENT_GRPC = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED,
-                  grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.UNKNOWN)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """A database or proxy error that may go away if we wait (one exception, not its chain)."""
-    if isinstance(exc, TRANSIENT):
-        return True
-    return isinstance(exc, grpc.RpcError) and exc.code() in TRANSIENT_GRPC  # type: ignore[attr-defined]
 
 
 def resolve_url(run_dir: Path | None = None) -> str:
@@ -58,7 +43,7 @@ def resolve_url(run_dir: Path | None = None) -> str:
     return f"sqlite:///{(run_dir / 'optuna.db').resolve()}"
 
 
-def engine_kwargs(url: str) -> dict:
+def engine_kwargs(url: str) -> dict[str, Any]:
     if url.startswith("sqlite"):
         return {"connect_args": {"timeout": 60}}
     return {"pool_size": 1, "max_overflow": 1, "pool_pre_ping": True, "pool_recycle": 300,
@@ -67,28 +52,39 @@ def engine_kwargs(url: str) -> dict:
 
 def open_storage(url: str, heartbeat_seconds: int, grace_seconds: int, attempts: int = 5,
                  backoff_seconds: float = 1.0) -> optuna.storages.BaseStorage:
-    """Open the storage, retrying transient errors with backoff; a wrong password fails at once."""
+    """Open the storage, retrying transient errors with exponential backoff (a database still
+    starting); a wrong password or a missing database fails at once."""
     url = normalize(url)
-    for attempt in range(1, attempts + 1):
-        try:
-            with warnings.catch_warnings():  # heartbeats are "experimental"; we rely on them knowingly
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                if (address := grpc_address(url)) is not None:
-                    return _grpc(address, heartbeat_seconds, grace_seconds)
-                storage = HeartbeatRDBStorage(
-                    url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_seconds,
-                    grace_period=grace_seconds,
-                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
-            return _tuned(storage)
-        except (*TRANSIENT, grpc.RpcError) as exc:
-            if not is_transient(exc):
-                raise StorageError(f"cannot use the Optuna storage at {host_of(url)}: {describe(exc)}") from None
-            reason = describe(exc)
-            if any(h in reason for h in PERMANENT_HINTS) or attempt == attempts:
-                raise StorageError(f"cannot use the Optuna storage at {host_of(url)}: {reason}") from None
-            log.warning("storage at %s not ready (%s); retry %d/%d", host_of(url), reason, attempt, attempts)
-            time.sleep(backoff_seconds * 2 ** (attempt - 1))
-    raise AssertionError("unreachable")
+
+    def before_sleep(state: tenacity.RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        log.warning("storage at %s not ready (%s); retry %d/%d", host_of(url), describe(exc) if exc else "?",
+                    state.attempt_number, attempts - 1)
+
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(is_transient), stop=tenacity.stop_after_attempt(attempts),
+        wait=tenacity.wait_exponential(multiplier=backoff_seconds, max=60), before_sleep=before_sleep,
+        reraise=True)
+    try:
+        return retrying(_open, url, heartbeat_seconds, grace_seconds)
+    except StorageError:
+        raise
+    except Exception as exc:
+        if is_driver_error(exc):
+            raise storage_error(url, exc) from None
+        raise
+
+
+def _open(url: str, heartbeat_seconds: int, grace_seconds: int) -> optuna.storages.BaseStorage:
+    with warnings.catch_warnings():  # heartbeats are "experimental"; we rely on them knowingly
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        if (address := grpc_address(url)) is not None:
+            return _grpc(address, heartbeat_seconds, grace_seconds)
+        storage = HeartbeatRDBStorage(
+            url, engine_kwargs=engine_kwargs(url), heartbeat_interval=heartbeat_seconds,
+            grace_period=grace_seconds,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1))
+    return _tuned(storage)
 
 
 def _grpc(address: tuple[str, int], heartbeat_seconds: int, grace_seconds: int) -> GrpcHeartbeatStorage:
@@ -114,12 +110,3 @@ def _tuned(storage: optuna.storages.RDBStorage) -> optuna.storages.RDBStorage:
         sqlalchemy.event.listen(storage.engine, "connect", on_connect)
         storage.engine.dispose()  # reconnect with the pragmas
     return storage
-
-
-def describe(exc: BaseException) -> str:
-    """The first line of the driver's message, with any password masked."""
-    if isinstance(exc, grpc.RpcError):
-        return mask(f"gRPC {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
-    inner = getattr(exc, "orig", None) or exc
-    text = str(inner).strip().splitlines()[0] if str(inner).strip() else type(inner).__name__
-    return mask(text)

@@ -3,9 +3,9 @@
 Workers are interchangeable and share nothing but the storage. Before each trial a worker re-counts
 the study in the storage (see `budget.py`). When the budget is committed it still waits for RUNNING
 trials to finish: if their worker died, the heartbeat marks them stale and this worker runs the
-retry. Transient database errors (a restart) are retried with backoff; a trial whose end one of them
-lost is failed and retried by the worker that ran it (`fail_orphan`), or else by the heartbeat check
-like a dead worker's."""
+retry. Transient database errors (a restart) are retried with backoff (tenacity); a trial whose end one of
+them lost is failed and retried by the worker that ran it (`fail_orphan`), or else by the heartbeat
+check like a dead worker's."""
 
 from __future__ import annotations
 
@@ -13,17 +13,21 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import optuna
+import tenacity
 
+from nova.budget import retried_numbers
 from nova.errors import NovaError
+from nova.storage_errors import describe, is_transient_chain
 from nova.spec import ResolvedRun
 from nova_trainer import stopping
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice, init_rmm, resolve_device
 from nova_trainer.tuning.budget import Progress, progress
 from nova_trainer.tuning.objective import Objective
-from nova_trainer.tuning.storage import describe, is_transient
+from nova_trainer.tuning.optuna_private import is_tell_of_finished_trial, study_storage, trial_storage_id
 from nova_trainer.tuning.study import open_study
 
 log = logging.getLogger(__name__)
@@ -86,7 +90,7 @@ def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialS
     started: list[int] = []  # the trial this call runs, once Optuna has made it
 
     def recorded(trial: optuna.Trial) -> float:
-        started.append(trial._trial_id)
+        started.append(trial_storage_id(trial))
         try:
             return objective(trial)
         except optuna.TrialPruned:
@@ -106,7 +110,7 @@ def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialS
     except ValueError as exc:
         # Another worker found this trial's heartbeat stale (this process was starved of CPU for
         # longer than graceSeconds), failed it and queued its retry: nothing is lost, carry on.
-        if not str(exc).startswith("Cannot tell a"):
+        if not is_tell_of_finished_trial(exc):
             raise
         log.warning("%s: a trial running here was failed as stale by another worker (%s); its retry is "
                     "queued", study.study_name, exc)
@@ -116,7 +120,7 @@ def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialS
         # maybe not its first heartbeat). The storage's stale-trial check would fail it after
         # graceSeconds (rdb_storage.py covers the beatless case); this worker knows it at once, so
         # once the database is back it fails the trial and queues its retry itself.
-        if started and _is_transient(exc):
+        if started and is_transient_chain(exc):
             if _retrying(lambda: fail_orphan(study, started[-1])):
                 log.warning("%s: trial %d lost its result to a storage error; failed and queued for a retry",
                             study.study_name, started[-1])
@@ -128,7 +132,7 @@ def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialS
 def fail_orphan(study: optuna.Study, trial_id: int) -> bool:
     """Fail a trial this process ran if the storage still has it RUNNING, and queue its retry (the
     stale-trial path: the FAIL then does not count against the budget). True if it did."""
-    storage = study._storage
+    storage = study_storage(study)
     if storage.get_trial(trial_id).state != optuna.trial.TrialState.RUNNING:
         return False
     try:
@@ -143,7 +147,7 @@ def fail_orphan(study: optuna.Study, trial_id: int) -> bool:
 def requeue_interrupted(study: optuna.Study) -> int:
     """Re-queue trials that Ctrl-C or SIGTERM cut short, so they do not eat the budget."""
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    retried = retried_numbers(trials)
     requeue = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
     count = 0
     for t in trials:
@@ -153,32 +157,24 @@ def requeue_interrupted(study: optuna.Study) -> int:
     return count
 
 
-def _retrying(action: Callable):
+T = TypeVar("T")
+
+
+def _log_retry(state: tenacity.RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("storage error (%s); retrying in %.1fs", describe(exc) if exc else "?",
+                state.next_action.sleep if state.next_action else 0.0)
+
+
+# a database restart: retried with backoff for up to MAX_OUTAGE_SECONDS, then the error stands
+_RETRY_OUTAGE = tenacity.Retrying(
+    retry=tenacity.retry_if_exception(is_transient_chain), wait=tenacity.wait_exponential(multiplier=0.5, max=15),
+    stop=tenacity.stop_after_delay(MAX_OUTAGE_SECONDS), before_sleep=_log_retry, reraise=True)
+
+
+def _retrying(action: Callable[[], T]) -> T:
     """Run a storage action, retrying transient database errors with backoff for a while."""
-    delay, waited = 0.5, 0.0
-    while True:
-        try:
-            return action()
-        except Exception as exc:
-            if not _is_transient(exc) or waited > MAX_OUTAGE_SECONDS:
-                raise
-            log.warning("storage error (%s); retrying in %.1fs", describe(exc), delay)
-            time.sleep(delay)
-            waited += delay
-            delay = min(delay * 2, 15.0)
-
-
-def _is_transient(exc: BaseException | None) -> bool:
-    """A database error anywhere in the chain: Optuna can surface a failed commit as another
-    exception raised while it handles the first (seen: UnboundLocalError in optuna 5.0's
-    `_run_trial` when the server restarts during `tell`)."""
-    seen = 0
-    while exc is not None and seen < 10:
-        if is_transient(exc):
-            return True
-        exc = exc.__cause__ or exc.__context__
-        seen += 1
-    return False
+    return _RETRY_OUTAGE.copy()(action)
 
 
 def run_worker(run: ResolvedRun, storage: optuna.storages.BaseStorage, worker: int,
