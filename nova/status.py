@@ -12,7 +12,6 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 Phase = Literal["Pending", "Preparing", "Running", "Refitting", "Succeeded", "Failed", "Suspended"]
-PHASES: tuple[str, ...] = ("Pending", "Preparing", "Running", "Refitting", "Succeeded", "Failed", "Suspended")
 
 
 class StatusModel(BaseModel):

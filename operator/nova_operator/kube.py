@@ -1,5 +1,5 @@
 """The few API calls the operator makes, each idempotent: create-or-get by name, so a restarted
-operator (or a create handler racing the status timer) never makes a second child."""
+operator (or a watch-event pass racing a resync pass of the same run) never makes a second child."""
 
 from __future__ import annotations
 
@@ -67,14 +67,6 @@ class Kube:
     def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
         try:
             return _json(self.batch.read_namespaced_job, name, namespace)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-
-    def get_config_map(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            return _json(self.core.read_namespaced_config_map, name, namespace)
         except ApiException as exc:
             if exc.status == 404:
                 return None

@@ -12,12 +12,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import get_args
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-PHASES = ("Pending", "Preparing", "Running", "Suspended", "Refitting", "Succeeded", "Failed")
+from nova.status import Phase
+
+PHASES: tuple[str, ...] = get_args(Phase)  # every phase a run can show, one series each
 _TRIALS = re.compile(r"^(\d+)/(\d+)$")
 
 
