@@ -40,8 +40,8 @@ from _common import table, write_result  # noqa: E402
 from operator_scale import GROUP, NAMESPACE, PLURAL, VERSION, bench_namespace, run_manifest  # noqa: E402
 
 from nova_operator import builders, studies  # noqa: E402
+from nova_operator.decision import JobState, Observed, decide  # noqa: E402
 from nova_operator.reconcile import resolve_run  # noqa: E402
-from nova_operator.status import JobState, Observed, decide  # noqa: E402
 from tests.cluster import controlplane  # noqa: E402
 from tests.operator import conftest as operator_fixtures  # noqa: E402
 

@@ -70,8 +70,8 @@ def main() -> None:
     }
     path = write_result("pruning", payload)
     print(table(["study", "trials", "pruned", "boosting rounds", "wall (s)", "best AUC"], [
-        [f"no pruning", full["trials"], full["pruned"], full["rounds"], full["wall_s"], full["best_value"]],
-        [f"median pruner", pruned["trials"], pruned["pruned"], pruned["rounds"], pruned["wall_s"], pruned["best_value"]],
+        ["no pruning", full["trials"], full["pruned"], full["rounds"], full["wall_s"], full["best_value"]],
+        ["median pruner", pruned["trials"], pruned["pruned"], pruned["rounds"], pruned["wall_s"], pruned["best_value"]],
     ]))
     print(f"\nrounds ratio {payload['rounds_ratio_pruned_over_full']:.3f}, best value rel. diff "
           f"{payload['best_value_rel_diff']:+.4f} (positive = pruning lost) -> {path}")

@@ -10,7 +10,7 @@ the contract needs no Optuna import."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -55,7 +55,7 @@ class TrialCounts:
         return self.finished >= budget and self.running == 0 and self.waiting == 0
 
 
-def count_trials(trials: list[TrialLike], maximize: bool) -> dict[str, Any]:
+def count_trials(trials: Sequence[TrialLike], maximize: bool) -> dict[str, Any]:
     """The fields of a TrialCounts for these trials (a dict, so subclasses add their own fields)."""
     retried = retried_numbers(trials)
     counts = {"COMPLETE": 0, "PRUNED": 0, "FAIL": 0, "RUNNING": 0, "WAITING": 0}
@@ -75,5 +75,5 @@ def count_trials(trials: list[TrialLike], maximize: bool) -> dict[str, Any]:
             "best_value": best.value if best else None, "best_params": dict(best.params) if best else {}}
 
 
-def trial_counts(trials: list[TrialLike], maximize: bool) -> TrialCounts:
+def trial_counts(trials: Sequence[TrialLike], maximize: bool) -> TrialCounts:
     return TrialCounts(**count_trials(trials, maximize))

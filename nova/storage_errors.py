@@ -22,7 +22,7 @@ def _grpc_code(exc: BaseException) -> str | None:
     grpc = sys.modules.get("grpc")
     if grpc is None or not isinstance(exc, grpc.RpcError):
         return None
-    code = exc.code()  # type: ignore[attr-defined]  # grpc.Call's method on every RpcError raised
+    code = exc.code()  # grpc.Call's method, on every RpcError grpc raises
     return code.name if code is not None else "UNKNOWN"
 
 

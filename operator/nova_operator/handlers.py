@@ -1,4 +1,4 @@
-"""kopf handlers, kept to declarations: every decision is in reconcile.py, status.py and builders.py,
+"""kopf handlers, kept to declarations: every decision is in reconcile.py, decision.py and builders.py,
 and everything the operator keeps is in one OperatorContext (context.py), in kopf's memo.
 
 Level-triggered, as Kubernetes controllers are: every watch event of a run is looked at, and a run
@@ -24,12 +24,12 @@ import kopf
 from nova.spec import API_GROUP, API_VERSION, PLURAL
 from nova_operator import failpoints, finalizers
 from nova_operator.context import OperatorContext
+from nova_operator.decision import Decision, status_patch
 from nova_operator.kube import Kube, load_config
 from nova_operator.metrics import METRICS
 from nova_operator.reconcile import hold_finalizer, needs_pass, reconcile, release
 from nova_operator.resync import ResyncLoop
 from nova_operator.settings import Settings
-from nova_operator.status import Decision, status_patch
 
 log = logging.getLogger(__name__)
 RESOURCE = (API_GROUP, API_VERSION, PLURAL)
@@ -39,13 +39,13 @@ class _NoDiffBase(kopf.DiffBaseStorage):
     """kopf builds a diff base of every object at every event (a deep copy of it) for its
     change-detecting handlers; Nova registers none, so it keeps none."""
 
-    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> None:  # type: ignore[override]
+    def build(self, *, body: kopf.Body, extra_fields: Any = None) -> None:  # type: ignore[override]  # no essence: nothing compares it
         return None
 
-    def fetch(self, *, body: kopf.Body) -> None:  # type: ignore[override]
+    def fetch(self, *, body: kopf.Body) -> None:
         return None
 
-    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:  # type: ignore[override]
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: Any) -> None:
         return None
 
 
@@ -62,8 +62,10 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     executor = settings.execution.executor
     ctx = OperatorContext.start(ours, Kube(), executor)
     ctx.studies.warm_up(ours.operator_storage_url)
-    ctx.resync_loop = ResyncLoop(ctx.resync, lambda body, done: executor.submit(_resync_pass, ctx, body, done),
-                                 slots=ours.resync_slots)
+    def submit(body: dict[str, Any], done: Callable[[], None]) -> None:
+        executor.submit(_resync_pass, ctx, body, done)
+
+    ctx.resync_loop = ResyncLoop(ctx.resync, submit, slots=ours.resync_slots)
     ctx.resync_loop.start()
     memo.nova = ctx
 
@@ -116,7 +118,7 @@ async def on_event(event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, mem
     """Every event: async, so the many that need nothing cost no thread hop. A pass runs on kopf's
     handler threads; kopf then patches the status it decided, and posts its Events."""
     ctx: OperatorContext = memo.nova
-    raw = event["object"]
+    raw: dict[str, Any] = dict(event["object"])  # the watch's own JSON (a shallow copy)
     if event["type"] == "DELETED":
         _forget(ctx, raw["metadata"]["uid"])
         return

@@ -103,7 +103,7 @@ class Kube:
             return None, "no-key"
         return base64.b64decode(data[ref.key]).decode(), None
 
-    def _terminated(self, namespace: str, job_name: str, container: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    def _terminated(self, namespace: str, job_name: str, container: str) -> Iterator[tuple[str | None, dict[str, Any]]]:
         """(pod phase, terminated state) of the Job's pods' `container`."""
         pods = _json(self.core.list_namespaced_pod, namespace, label_selector=f"job-name={job_name}")
         for pod in pods.get("items") or []:
@@ -134,10 +134,11 @@ class Kube:
     def create_or_get(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the child; if one with that name exists, return it unchanged. (object, created)"""
         ns, name, kind = manifest["metadata"]["namespace"], manifest["metadata"]["name"], manifest["kind"]
-        create, read = {
+        calls: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
             "ConfigMap": (self.core.create_namespaced_config_map, self.core.read_namespaced_config_map),
             "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
-        }[kind]
+        }
+        create, read = calls[kind]
         try:
             return _json(create, ns, manifest), True
         except ApiException as exc:
@@ -191,7 +192,7 @@ class Kube:
                  "reportingInstance": EVENT_SOURCE, "firstTimestamp": now[:19] + "Z", "lastTimestamp": now[:19] + "Z",
                  "eventTime": now, "count": 1}
         try:
-            self.core.create_namespaced_event(md["namespace"], event, _preload_content=False)
+            self.core.create_namespaced_event(md["namespace"], event, _preload_content=False)  # type: ignore[arg-type]  # plain JSON, as every call here (_json)
         except ApiException as exc:
             log.warning("could not post Event %s on %s/%s: %s", reason, md["namespace"], md["name"], exc.reason)
 

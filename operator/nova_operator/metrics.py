@@ -63,7 +63,7 @@ class MetricsState(Collector):
         budget = GaugeMetricFamily("nova_trials_budget", "Trial budget of a run, all symbols",
                                    labels=["namespace", "trainingrun"])
         for r in runs:
-            if r.finished is not None:
+            if r.finished is not None and r.budget is not None:
                 finished.add_metric([r.namespace, r.name], r.finished)
                 budget.add_metric([r.namespace, r.name], r.budget)
         yield finished

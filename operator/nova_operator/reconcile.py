@@ -19,8 +19,8 @@ from nova.errors import StorageError
 from nova.spec import ResolvedRun, TrainingRunSpec, format_validation_error
 from nova_operator import builders, failpoints, finalizers
 from nova_operator.context import OperatorContext
+from nova_operator.decision import Decision, JobState, Observed, Problem, decide
 from nova_operator.kube import Kube
-from nova_operator.status import Decision, JobState, Observed, Problem, decide
 from nova_operator.studies import Studies, empty_progress
 
 log = logging.getLogger(__name__)

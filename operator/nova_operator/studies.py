@@ -16,7 +16,7 @@ import logging
 import threading
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import optuna
 import sqlalchemy.exc
@@ -26,11 +26,10 @@ from nova.errors import StorageError
 from nova.spec import ResolvedRun
 from nova.storage_errors import describe, is_driver_error, storage_error
 from nova.storage_url import grpc_address, normalize
-from nova_operator.status import StudyProgress
+from nova_operator.decision import StudyProgress
 
 log = logging.getLogger(__name__)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-T = TypeVar("T")
 
 
 class Studies:
@@ -182,7 +181,7 @@ class Studies:
             return storage.get_all_trials(study_id, deepcopy=False), maximize
 
 
-def _with_reconnect(action: Callable[[], T], doing: str) -> T:
+def _with_reconnect[T](action: Callable[[], T], doing: str) -> T:
     """Run a storage action; once more if the server had dropped the pooled connection. A driver
     error leaves as a StorageError saying what was being done."""
     try:

@@ -14,7 +14,7 @@ from nova.errors import StorageError
 from nova.spec import ResolvedRun, TrainingRunSpec
 from nova.status import RunStatus
 from nova_operator import studies
-from nova_operator.status import JobState, Observed, Problem, StudyProgress, decide
+from nova_operator.decision import JobState, Observed, Problem, StudyProgress, decide
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
@@ -223,7 +223,7 @@ def test_storage_errors_name_the_host_not_the_password():
 
 
 def test_status_patch_sends_only_what_changed():
-    from nova_operator.status import status_patch
+    from nova_operator.decision import status_patch
 
     old = {"phase": "Running", "trials": "3/8", "message": "m", "bestValue": 0.5}
     assert status_patch(old, dict(old)) == {}

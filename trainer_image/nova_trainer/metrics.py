@@ -10,7 +10,6 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from nova.intervals import bars_per_year
 
 
-
 def strategy_returns(pred: np.ndarray, fwd_return: np.ndarray, kind: str) -> np.ndarray:
     """Long when the model expects a rise, short otherwise, held for the horizon."""
     signal = np.where(pred > 0.5, 1.0, -1.0) if kind == "direction" else np.sign(pred)

@@ -25,7 +25,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         params = suggest(trial, self.spec.tuning.search_space)
-        counter, values = RoundCounter(), {}
+        counter, values = RoundCounter(), dict[int, float]()
         key, _ = observation(self.spec.tuning.metric)
         rounds_per_fold = self.spec.model.num_boost_round
         pruning = self.pruning(trial.study)

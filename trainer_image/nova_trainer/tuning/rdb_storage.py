@@ -17,7 +17,8 @@ from typing import Any
 from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
-from nova_trainer.tuning.optuna_private import rdb_models as models, scoped_session
+from nova_trainer.tuning.optuna_private import rdb_models as models
+from nova_trainer.tuning.optuna_private import scoped_session
 from nova_trainer.tuning.silence import SilenceWatch
 
 

@@ -13,15 +13,14 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TypeVar
 
 import optuna
 import tenacity
 
 from nova.budget import retried_numbers
 from nova.errors import NovaError
-from nova.storage_errors import describe, is_transient_chain
 from nova.spec import ResolvedRun
+from nova.storage_errors import describe, is_transient_chain
 from nova_trainer import stopping
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice, init_rmm, resolve_device
@@ -157,9 +156,6 @@ def requeue_interrupted(study: optuna.Study) -> int:
     return count
 
 
-T = TypeVar("T")
-
-
 def _log_retry(state: tenacity.RetryCallState) -> None:
     exc = state.outcome.exception() if state.outcome else None
     log.warning("storage error (%s); retrying in %.1fs", describe(exc) if exc else "?",
@@ -172,7 +168,7 @@ _RETRY_OUTAGE = tenacity.Retrying(
     stop=tenacity.stop_after_delay(MAX_OUTAGE_SECONDS), before_sleep=_log_retry, reraise=True)
 
 
-def _retrying(action: Callable[[], T]) -> T:
+def _retrying[T](action: Callable[[], T]) -> T:
     """Run a storage action, retrying transient database errors with backoff for a while."""
     return _RETRY_OUTAGE.copy()(action)
 

@@ -1,4 +1,5 @@
-"""A run's status, computed from what was observed: pure, so every transition is unit-tested.
+"""A run's status decided from what was observed (the schema it fills is nova.status): pure, so every
+transition is unit-tested.
 
 The handlers observe (Jobs, the Optuna studies, Secrets) and patch; this module decides. Conditions
 follow the Kubernetes convention (type, status, reason, message, lastTransitionTime,
