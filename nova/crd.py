@@ -41,6 +41,27 @@ IMMUTABLE: dict[tuple[str, ...], str] = {
     ("tuning", "direction"): "spec.tuning.direction is immutable once the run exists",
     ("tuning", "searchSpace"): "spec.tuning.searchSpace is immutable: the study's trials were sampled from it",
     ("tuning", "storage"): "spec.tuning.storage is immutable: the studies live there",
+    # The worker pods' template: a Job's pod template cannot change, and running pods keep theirs.
+    # Refused rather than silently ignored; to change them, create a new run (with keepStudies the
+    # old studies stay in the storage).
+    ("gpu",): "spec.gpu is immutable: the worker pods were created with it; create a new TrainingRun to change it",
+    ("resources",): "spec.resources is immutable: the worker pods were created with it; create a new TrainingRun",
+    ("scheduling",): "spec.scheduling is immutable: the worker pods were created with it; create a new TrainingRun",
+    ("prep",): "spec.prep is immutable: the prep sidecars run with it; create a new TrainingRun to change it",
+}
+# Optional scalars: a rule on the field itself would not see it added or removed, so the spec says it.
+IMMUTABLE_OPTIONAL: dict[str, str] = {
+    "image": "spec.image is immutable: the worker pods were created with it; create a new TrainingRun to change it",
+}
+# What may change on a running run, and how it is applied (README and field descriptions say the same).
+MUTABLE = {
+    "tuning.trials": "the budget: raised, workers run more trials; lowered, no new trial starts past it",
+    "tuning.workers": "the worker Job's parallelism is patched",
+    "tuning.timeoutSeconds": "read by workers started after the edit",
+    "tuning.sampler, tuning.pruner": "read by workers started after the edit",
+    "suspend": "the worker Job is suspended or resumed; finished trials are kept",
+    "ttlSecondsAfterFinished": "counted from the run's completionTime",
+    "output": "used by the refit, if it has not started",
 }
 
 _KEEP = {
@@ -169,6 +190,10 @@ def spec_schema() -> dict[str, Any]:
         for part in path:
             node = node["properties"][part]
         node.setdefault("x-kubernetes-validations", []).append({"rule": "self == oldSelf", "message": message})
+    for field, message in IMMUTABLE_OPTIONAL.items():
+        spec.setdefault("x-kubernetes-validations", []).append({
+            "rule": f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})",
+            "message": message})
     return spec
 
 

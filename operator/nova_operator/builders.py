@@ -100,11 +100,18 @@ def storage_secret(run: ResolvedRun, cfg: OperatorConfig) -> SecretRef | None:
     return run.spec.tuning.storage.secret_ref or cfg.default_storage_secret
 
 
+DEFAULT_STORAGE_SECRET_SOURCE = ("the operator's default storage Secret (NOVA_DEFAULT_STORAGE_SECRET, set by "
+                                 "the chart's storage values), used because the run sets no spec.tuning.storage.secretRef")
+
+
 def required_secrets(run: ResolvedRun, cfg: OperatorConfig) -> list[tuple[str, SecretRef]]:
-    """(what it is for, reference) for every Secret key the pods read: checked before any pod starts."""
+    """(where the reference came from, reference) for every Secret key the pods read: checked
+    before any pod starts. The first names a spec field, or says it is the operator's default."""
     found = []
-    if (ref := storage_secret(run, cfg)) is not None:
-        found.append(("spec.tuning.storage.secretRef", ref))
+    if run.spec.tuning.storage.secret_ref is not None:
+        found.append(("spec.tuning.storage.secretRef", run.spec.tuning.storage.secret_ref))
+    elif cfg.default_storage_secret is not None:
+        found.append((DEFAULT_STORAGE_SECRET_SOURCE, cfg.default_storage_secret))
     if run.spec.data.secret_ref is not None:
         found.append(("spec.data.secretRef", run.spec.data.secret_ref))
     return found

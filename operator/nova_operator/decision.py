@@ -219,8 +219,10 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
             status.phase, reason = "Preparing", "Preparing"
             message = "worker pods are starting and building features"
 
-    if status.phase in ("Succeeded", "Failed") and not status.completion_time:
-        status.completion_time = stamp
+    if status.phase in ("Succeeded", "Failed"):
+        status.completion_time = status.completion_time or stamp
+    else:  # a run that recovers (an edit, a Secret created) has not finished: its TTL starts again later
+        status.completion_time = None
     status.message = message
     ready = ("True", "Succeeded", message) if status.phase == "Succeeded" else ("False", reason, message)
     working = status.phase in ("Pending", "Preparing", "Running", "Refitting")
@@ -237,7 +239,7 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
 
     events = []
     if status.phase != old_phase:
-        kind = "Warning" if status.phase == "Failed" else "Normal"
+        kind = "Warning" if status.phase == "Failed" or obs.problem is not None else "Normal"
         events.append((kind, reason, f"{old_phase or 'New'} -> {status.phase}: {message}"))
     patch = status.model_dump(by_alias=True, mode="json", exclude_none=True)
     return Decision(status=patch, create_refit=create_refit, events=events)

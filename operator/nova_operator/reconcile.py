@@ -8,11 +8,13 @@ operator restart (handlers.py)."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import tenacity
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from nova.errors import StorageError
@@ -44,23 +46,52 @@ def resolve_run(body: dict[str, Any]) -> ResolvedRun | Problem:
 def check_secrets(kube: Kube, run: ResolvedRun, cfg: builders.OperatorConfig,
                   operator_storage_url: str | None = None) -> tuple[str | None, Problem | None]:
     """Every Secret key the pods will read exists; returns the storage URL for the operator (its
-    own, when it has one, else the pods')."""
-    if builders.storage_secret(run, cfg) is None:
+    own, when it has one, else the pods').
+
+    A missing Secret or key is something to wait for, not a failure: the run stays Pending with a
+    condition that says what to create, and goes on by itself once it exists (retry=True)."""
+    storage_ref = builders.storage_secret(run, cfg)
+    if storage_ref is None:
         return None, Problem("StorageNotConfigured", "no Optuna storage: set spec.tuning.storage.secretRef "
-                             "to a Secret key holding a SQLAlchemy URL (postgresql+psycopg://user:password@host/db)")
+                             "to a Secret key holding a SQLAlchemy URL (postgresql+psycopg://user:password@host/db)",
+                             retry=True)
     storage_url = None
-    for field, ref in builders.required_secrets(run, cfg):
+    for source, ref in builders.required_secrets(run, cfg):
         value, why = kube.secret_value(run.namespace, ref)
         if why == "missing":
-            return None, Problem("SecretNotFound", f"Secret '{ref.name}' named by {field} was not found in namespace "
+            return None, Problem("SecretNotFound", f"waiting for Secret '{ref.name}' (named by {source}) in namespace "
                                  f"'{run.namespace}': create it with key '{ref.key}', e.g. `kubectl -n {run.namespace} "
-                                 f"create secret generic {ref.name} --from-literal={ref.key}=<url>`")
+                                 f"create secret generic {ref.name} --from-literal={ref.key}=<url>`", retry=True)
         if why == "no-key":
-            return None, Problem("SecretKeyNotFound", f"Secret '{ref.name}' named by {field} has no key '{ref.key}': "
-                                 f"add it (`kubectl -n {run.namespace} edit secret {ref.name}`) or fix {field}.key")
-        if field == "spec.tuning.storage.secretRef":
+            fix = f"fix {source}.key" if source.startswith("spec.") else "name the key in NOVA_DEFAULT_STORAGE_SECRET"
+            return None, Problem("SecretKeyNotFound", f"waiting for key '{ref.key}' in Secret '{ref.name}' (named by "
+                                 f"{source}): add it (`kubectl -n {run.namespace} edit secret {ref.name}`) or {fix}",
+                                 retry=True)
+        if ref is storage_ref:
             storage_url = value
     return operator_storage_url or storage_url, None
+
+
+def child_problem(exc: ApiException, what: str) -> Problem:
+    """The API server refused to create or change a child (its ConfigMap or a Job): a 4xx answer
+    will not change by retrying the same spec, so the run fails saying what to fix; a 5xx or 429
+    is waited out."""
+    reason, message = exc.reason or "", ""
+    try:
+        body = json.loads(exc.body or "{}")
+        message = str(body.get("message") or "")
+        reason = str(body.get("reason") or reason)
+    except (TypeError, ValueError):
+        message = str(exc.body or "")[:300]
+    status = exc.status or 0
+    if status >= 500 or status == 429:
+        return Problem("ApiUnavailable", f"the API server could not {what} ({status} {reason}): {message[:300]}; "
+                       "retrying", retry=True)
+    hint = "fix the spec and apply it again"
+    if "Too long" in message or "too large" in message or status == 413:
+        hint = ("the resolved spec is too large for one ConfigMap (1 MiB): shrink spec.model.params, "
+                "spec.tuning.searchSpace or spec.data.symbols")
+    return Problem("ChildRejected", f"the API server refused to {what} ({status} {reason}): {message[:500]}; {hint}")
 
 
 def open_storage(studies: Studies, url: str) -> tuple[Any, Problem | None]:
@@ -156,6 +187,10 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
         except StorageError as exc:  # the database went down since its storage was opened
             studies.forget(url or "")
             problem = Problem("StorageUnavailable", str(exc), retry=True)
+        except ApiException as exc:
+            if exc.status == 404:  # its namespace is going away: nothing to create any more
+                raise
+            problem = child_problem(exc, f"create the ConfigMap or Job of run {namespace}/{name}")
 
     progress = empty_progress(run) if fresh_studies else None
     if storage is not None and not fresh_studies:
@@ -179,7 +214,12 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
     decision = decide(run, Observed(workers=workers_state, refit=refit_state, studies=progress, problem=problem),
                       previous, builders.output_dir(run), workers_name, refit_name, now)
     if decision.create_refit:
-        kube.create_or_get(builders.refit_job(run, owner, cfg))
+        try:
+            kube.create_or_get(builders.refit_job(run, owner, cfg))
+        except ApiException as exc:
+            problem = child_problem(exc, f"create the refit Job {refit_name}")
+            decision = decide(run, Observed(workers=workers_state, studies=progress, problem=problem),
+                              previous, builders.output_dir(run), workers_name, refit_name, now)
     return Outcome(decision)
 
 

@@ -114,7 +114,13 @@ def test_started_runs_keep_their_data_but_budgets_stay_editable(kube, kube_names
     for spec, message in [({"data": {"symbols": ["MSFT"]}}, "spec.data is immutable"),
                           ({"target": {"horizon": 2}}, "spec.target is immutable"),
                           ({"tuning": {"metric": "accuracy"}}, "spec.tuning.metric is immutable"),
-                          ({"model": {"numBoostRound": 5}}, "spec.model is immutable")]:
+                          ({"model": {"numBoostRound": 5}}, "spec.model is immutable"),
+                          # the worker pods' template: once refused only by being ignored
+                          ({"gpu": {"count": 2}}, "spec.gpu is immutable"),
+                          ({"image": "example.com/other:1"}, "spec.image is immutable"),
+                          ({"resources": {"trainer": {"requests": {"cpu": "4"}}}}, "spec.resources is immutable"),
+                          ({"scheduling": {"nodeSelector": {"pool": "a100"}}}, "spec.scheduling is immutable"),
+                          ({"prep": {"maxAhead": 5}}, "spec.prep is immutable")]:
         with pytest.raises(ApiException) as err:
             patch(spec)
         assert err.value.status == 422 and message in json.loads(err.value.body)["message"], err.value.body

@@ -107,17 +107,31 @@ def test_unreadable_summary_gives_best_values_but_no_invented_metrics():
     assert d.status["model"]["symbols"][0] == {"symbol": "AAA", "bestValue": 0.61, "metrics": {}}
 
 
-def test_missing_secret_fails_with_what_to_do():
-    problem = Problem("SecretNotFound", "Secret 'db' (key 'url') for spec.tuning.storage.secretRef not found")
+def test_missing_secret_waits_with_what_to_do_and_is_not_terminal():
+    problem = Problem("SecretNotFound", "waiting for Secret 'db' (named by spec.tuning.storage.secretRef)", retry=True)
     d = go(Observed(problem=problem))
-    assert d.status["phase"] == "Failed"
-    stalled = cond(d, "Stalled")
-    assert stalled["status"] == "True" and stalled["reason"] == "SecretNotFound" and "'db'" in stalled["message"]
+    assert d.status["phase"] == "Pending" and "completionTime" not in d.status
+    assert cond(d, "Stalled")["status"] == "False"
+    reconciling = cond(d, "Reconciling")
+    assert reconciling["status"] == "True" and reconciling["reason"] == "SecretNotFound" and "'db'" in reconciling["message"]
     assert cond(d, "Ready")["reason"] == "SecretNotFound"
     assert d.events[0][0] == "Warning"
-    # the Secret appears: the same run recovers on the next observation
+    # the Secret appears: the same run goes on at the next observation
     d2 = go(Observed(studies=[prog("AAA"), prog("BBB")]), previous=d.status, now=T1)
-    assert d2.status["phase"] == "Pending" and cond(d2, "Stalled")["status"] == "False"
+    assert d2.status["phase"] == "Pending" and cond(d2, "Ready")["reason"] == "Pending"
+
+
+def test_a_failed_run_that_recovers_loses_its_completion_time():
+    """ttlSecondsAfterFinished counts from the real end: a run that failed, was fixed and failed
+    again later must not keep its first completionTime (it was deleted 10 s after the real end)."""
+    failed = go(Observed(problem=Problem("InvalidSpec", "spec is invalid: ..."))).status
+    assert failed["phase"] == "Failed" and failed["completionTime"] == "2026-01-02T03:04:05Z"
+    recovered = go(Observed(workers=JobState.from_job(job(active=1)), studies=[prog("AAA"), prog("BBB")]),
+                   previous=failed, now=T1).status
+    assert recovered["phase"] == "Preparing" and "completionTime" not in recovered
+    later = dt.datetime(2026, 1, 2, 5, 0, 0, tzinfo=dt.UTC)
+    again = go(Observed(problem=Problem("InvalidSpec", "spec is invalid: ...")), previous=recovered, now=later).status
+    assert again["completionTime"] == "2026-01-02T05:00:00Z"
 
 
 def test_transient_storage_problem_keeps_trying_and_keeps_counts():
