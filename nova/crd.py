@@ -116,19 +116,24 @@ class _Converter:
                 node = inner
             else:
                 types = {o.get("type") for o in options}
-                if not types <= {"integer", "number", "string", "boolean"} or any(len(o) > 1 for o in options):
+                string_max = [o["maxLength"] for o in options if o.get("type") == "string" and "maxLength" in o]
+                if not types <= {"integer", "number", "string", "boolean"} or any(
+                        set(o) - ({"type", "maxLength"} if o.get("type") == "string" else {"type"}) for o in options):
                     raise ValueError(f"{where}: cannot express anyOf {options} structurally")
                 if types <= {"integer", "string"} or where.endswith("[]"):
                     # CEL cannot see a list whose items have no type (e.g. ParamSpace.choices), so
                     # mixed scalars in a list are int-or-string: quote float and boolean choices
                     node["x-kubernetes-int-or-string"] = True
+                    if string_max:
+                        node["maxLength"] = string_max[0]
                     if not types <= {"integer", "string"}:
                         node["description"] = (node.get("description", "") +
                                                " (in a cluster, quote floats and booleans: \"0.5\", \"true\")").strip()
                 else:
                     node["x-kubernetes-preserve-unknown-fields"] = True
                     node["description"] = (node.get("description", "") + " (" + " or ".join(
-                        sorted(types)) + ")").strip()
+                        sorted(types)) + (f"; strings of at most {string_max[0]} characters" if string_max else "")
+                        + ")").strip()
                     # no CEL here: the API server cannot type-check an untyped node; a map or list
                     # value is refused by the operator's own validation (phase Failed, InvalidSpec)
         if node.get("default", 0) is None:

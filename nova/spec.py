@@ -24,6 +24,7 @@ PLURAL = "trainingruns"
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._^=-]{0,31}$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"
+XGB_PARAM_NAME = r"^[a-z][a-z0-9_]{0,63}$"  # XGBoost's parameter names: snake_case
 
 
 def _cel(*rules: tuple[str, str]) -> dict[str, Any]:
@@ -136,8 +137,11 @@ class ModelSpec(SpecModel):
     early_stopping_rounds: int | None = Field(30, ge=1, le=10_000)
     max_bin: int = Field(256, ge=2, le=4096)
     nthread: int | None = Field(None, ge=1, le=1024, description="CPU threads; default all")
-    params: dict[str, float | int | str | bool] = Field(
-        default_factory=dict, description="Fixed XGBoost parameters (tuned ones override)")
+    params: dict[Annotated[str, Field(pattern=XGB_PARAM_NAME)],
+                 float | int | Annotated[str, Field(max_length=256)] | bool] = Field(
+        default_factory=dict, max_length=64,
+        description="Fixed XGBoost parameters, by XGBoost's own names (max_depth, tree_method, ...): at most "
+        "64, each a number, a boolean or a string of at most 256 characters; tuned ones override")
 
 
 ParamType = Literal["int", "float", "categorical"]
@@ -162,7 +166,7 @@ class ParamSpace(SpecModel):
     high: float | None = None
     log: bool = False
     step: float | None = Field(None, gt=0)
-    choices: list[str | int | float | bool] | None = Field(None, max_length=100)
+    choices: list[Annotated[str, Field(max_length=256)] | int | float | bool] | None = Field(None, max_length=100)
 
     @model_validator(mode="after")
     def _check(self) -> ParamSpace:
@@ -265,10 +269,16 @@ class TuningSpec(SpecModel):
         return self.direction or METRIC_DIRECTION[self.metric]
 
 
+# a GPU memory pool size must say its unit: "8" once gave an 8-byte pool
+POOL_SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)$"
+
+
 class RmmSpec(SpecModel):
-    enabled: bool = True
-    initial_pool_size: str = Field("8Gi", pattern=QUANTITY_PATTERN)
-    maximum_pool_size: str = Field("14Gi", pattern=QUANTITY_PATTERN)
+    enabled: bool = Field(True, description="Give the trainer an RMM memory pool on the GPU")
+    initial_pool_size: str = Field("8Gi", pattern=POOL_SIZE_PATTERN, description="GPU memory reserved at start, "
+                                   "a Kubernetes quantity with its unit (e.g. 8Gi, 512Mi): a bare number is refused")
+    maximum_pool_size: str = Field("14Gi", pattern=POOL_SIZE_PATTERN, description="Most GPU memory the pool may "
+                                   "grow to, with its unit (e.g. 14Gi)")
 
 
 class GpuSpec(SpecModel):
@@ -402,23 +412,52 @@ def resolve(run: TrainingRun) -> ResolvedRun:
                        generation=run.metadata.generation, spec=run.spec)
 
 
-_LOC_RE = re.compile(r"_([a-z])")
+_UNION_TAGS = {"float": "a number", "int": "an integer", "str": "a string", "constrained-str": "a string",
+               "bool": "a boolean", "list": "a list", "dict": "a map", "none": "null"}
+
+
+def _union_tag(part: Any) -> str | None:
+    """What a union member's tag in an error location means ('float' -> 'a number'), else None."""
+    if not isinstance(part, str):
+        return None
+    if part in _UNION_TAGS:
+        return _UNION_TAGS[part]
+    return part if re.match(r"^[a-z-]+\[.*\]$", part) else None
 
 
 def format_validation_error(exc: Exception, prefix: str = "") -> str:
-    """One line per problem, naming the field by its YAML path (camelCase)."""
+    """One line per mistake, naming the field by the key the user wrote (map keys such as
+    model.params.max_depth stay as written). A value that fits no member of a union gets one line
+    listing what it may be, not one line per member."""
     from pydantic import ValidationError
 
     if not isinstance(exc, ValidationError):
         return str(exc)
-    lines = []
+    lines: list[str] = []
+    unions: dict[tuple[Any, ...], tuple[int, list[str], Any]] = {}
     for err in exc.errors():
-        path = ".".join(str(p) for p in err["loc"])
-        path = _LOC_RE.sub(lambda m: m.group(1).upper(), path)
-        msg = err["msg"].removeprefix("Value error, ")
-        where = f"{prefix}{path}" if path else prefix.rstrip(".") or "spec"
-        lines.append(f"{where}: {msg}")
+        loc = tuple(err["loc"])
+        tag = _union_tag(loc[-1]) if loc else None
+        if tag is not None:
+            key = loc[:-1]
+            if key not in unions:
+                unions[key] = (len(lines), [], err.get("input"))
+                lines.append("")
+            unions[key][1].append(tag)
+            continue
+        lines.append(_line(prefix, loc, err["msg"].removeprefix("Value error, ")))
+    for key, (index, kinds, value) in unions.items():
+        wanted = ", ".join(dict.fromkeys(kinds))
+        lines[index] = _line(prefix, key, f"must be {wanted} (got {type(value).__name__}: {str(value)[:60]})")
     return "\n".join(lines)
+
+
+def _line(prefix: str, loc: tuple[Any, ...], message: str) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    where = f"{prefix}{path}" if path else prefix.rstrip(".") or "spec"
+    return f"{where}: {message}"
 
 
 DataSpec.model_rebuild()

@@ -4,7 +4,7 @@ import pytest
 
 from nova.errors import SpecError
 from nova.manifest import load_run, parse_run
-from nova.spec import ResolvedRun, resolve
+from nova.spec import ResolvedRun, TrainingRunSpec, resolve
 
 
 def manifest(**spec):
@@ -27,7 +27,7 @@ def test_defaults_resolve_and_round_trip_through_run_json():
     ({"validation": {"walkForward": {"gap": 0}}, "target": {"horizon": 3}}, "gap must be >= target.horizon"),
     ({"data": {"symbols": ["AAPL"], "start": "2010-01-01", "end": "2009-01-01"}}, "data.start must be before"),
     ({"data": {"symbols": []}}, "spec.data.symbols"),
-    ({"data": {"symbols": ["../../etc/passwd"]}}, "spec.data.symbols.0"),
+    ({"data": {"symbols": ["../../etc/passwd"]}}, "spec.data.symbols[0]"),
     ({"tuning": {"trials": 2, "workers": 3}}, "workers must not exceed"),
     ({"tuning": {"searchSpace": {"eta": {"type": "float", "low": 0.3, "high": 0.1}}}}, "low < high"),
     ({"tuning": {"searchSpace": {"eta": {"type": "float", "low": 0.0, "high": 0.1, "log": True}}}}, "log scale needs low > 0"),
@@ -61,3 +61,27 @@ def test_examples_are_valid():
 
     for path in Path("examples").glob("*.yaml"):
         load_run(path)
+
+
+def test_errors_use_the_users_own_keys_and_one_line_per_mistake():
+    """model.params.max_depth was reported as `spec.model.params.maxDepth.float: ...` plus three
+    more lines (one per member of the value's union)."""
+    from pydantic import ValidationError
+
+    from nova.spec import format_validation_error
+
+    with pytest.raises(ValidationError) as err:
+        TrainingRunSpec.model_validate({"data": {"symbols": ["AAPL", "b/c"]}, "model": {"params": {"max_depth": [3]}}})
+    lines = format_validation_error(err.value, "spec.").splitlines()
+    assert lines[0].startswith("spec.data.symbols[1]: ")
+    assert lines[1] == "spec.model.params.max_depth: must be a number, an integer, a string, a boolean (got list: [3])"
+    assert len(lines) == 2
+
+
+def test_a_pool_size_needs_its_unit():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="initialPoolSize|initial_pool_size"):
+        TrainingRunSpec.model_validate({"data": {"symbols": ["AAPL"]}, "gpu": {"rmm": {"initialPoolSize": "8"}}})
+    assert TrainingRunSpec.model_validate({"data": {"symbols": ["AAPL"]},
+                                           "gpu": {"rmm": {"initialPoolSize": "512Mi"}}}).gpu.rmm.initial_pool_size
