@@ -1,7 +1,7 @@
 """Hostile TrainingRuns: one list, checked against the spec models (`nova run`, the trainer) and
 against the real API server through the CRD (`kubectl apply`). Each case names the field that the
-refusal must name, as a substring of the message in both enforcers (models print
-`spec.data.symbols.0: ...`, the API server `spec.data.symbols[0]: ...`)."""
+refusal must name, as a substring of the message in both enforcers (both print
+`spec.data.symbols[0]: ...`)."""
 
 from __future__ import annotations
 
