@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from nova.errors import StorageError
 from nova.spec import ResolvedRun, TrainingRunSpec, format_validation_error
+from nova.study_identity import StudyMismatch
 from nova_operator import builders, failpoints, finalizers
 from nova_operator.context import OperatorContext
 from nova_operator.decision import Decision, JobState, Observed, Problem, decide
@@ -164,6 +165,8 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
         return Outcome(None, deleted=True)
     if previous.get("phase") == "Succeeded" and previous.get("observedGeneration") == md.get("generation"):
         return Outcome(None)  # final: nothing left to observe
+    if _stalled_reason(previous) == "StudyMismatch" and previous.get("observedGeneration") == md.get("generation"):
+        return Outcome(None)  # final until re-created: another spec's study is never merged into
 
     run = resolve_run(body)
     if isinstance(run, Problem):
@@ -184,6 +187,9 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
         try:
             workers, fresh_studies = ensure_workers(ctx, run, owner, storage, workers,
                                                     spec_changed=previous.get("observedGeneration") != md.get("generation"))
+        except StudyMismatch as exc:  # the Job may exist already: its pods must not run another spec's study
+            problem = Problem("StudyMismatch", str(exc))
+            kube.patch_job(namespace, workers_name, builders.suspend_patch(True))
         except StorageError as exc:  # the database went down since its storage was opened
             studies.forget(url or "")
             problem = Problem("StorageUnavailable", str(exc), retry=True)
@@ -221,6 +227,11 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
             decision = decide(run, Observed(workers=workers_state, studies=progress, problem=problem),
                               previous, builders.output_dir(run), workers_name, refit_name, now)
     return Outcome(decision)
+
+
+def _stalled_reason(status: dict[str, Any]) -> str | None:
+    return next((c.get("reason") for c in status.get("conditions") or []
+                 if c.get("type") == "Stalled" and c.get("status") == "True"), None)
 
 
 def _ttl_expired(body: dict[str, Any], status: dict[str, Any], now: dt.datetime) -> bool:

@@ -25,6 +25,7 @@ from nova.budget import count_trials
 from nova.errors import StorageError
 from nova.spec import ResolvedRun
 from nova.storage_errors import describe, is_driver_error, storage_error
+from nova.study_identity import FINGERPRINT_ATTR, check, fingerprint
 from nova.storage_url import grpc_address, normalize
 from nova_operator.decision import StudyProgress
 
@@ -111,6 +112,8 @@ class Studies:
     def create_studies(self, run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[str]:
         """Create every symbol's study (idempotent: an existing one is kept, never reset); returns
         the names of the studies made now, so a caller knows they hold no trial yet without reading.
+        A study made now gets the fingerprint of what its trials measure; an existing one must
+        carry this run's (study_identity.StudyMismatch otherwise).
 
         One insert per study through the storage API (`optuna.create_study` reads it back
         afterwards); the study's attributes (budget, metric, symbol, for the dashboard) are the
@@ -119,6 +122,7 @@ class Studies:
         maximize = run.spec.tuning.resolved_direction == "maximize"
         direction = optuna.study.StudyDirection.MAXIMIZE if maximize else optuna.study.StudyDirection.MINIMIZE
         made = []
+        measures = fingerprint(run)
         for symbol in run.spec.data.symbols:
             name = run.study_name(symbol)
 
@@ -131,7 +135,12 @@ class Studies:
             study_id, new = _with_reconnect(create, "create the studies")
             self._ids[(id(storage), name)] = (study_id, maximize)
             if new:
+                _with_reconnect(lambda sid=study_id: storage.set_study_user_attr(sid, FINGERPRINT_ATTR, measures),
+                                "create the studies")
                 made.append(name)
+            else:  # an existing study must have been made for this spec
+                attrs = _with_reconnect(lambda sid=study_id: storage.get_study_user_attrs(sid), "read the studies")
+                check(run, name, attrs.get(FINGERPRINT_ATTR))
         return made
 
     def read_progress(self, run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[StudyProgress]:

@@ -311,3 +311,24 @@ def test_a_child_the_api_server_refuses_fails_the_run_saying_what_to_fix(cluster
         cluster.ns, field_selector="involvedObject.name=refused").items
     assert any(e.reason == "ChildRejected" and e.type == "Warning" for e in events)
     assert "Traceback" not in op.output()
+
+
+def test_a_recreated_run_with_another_target_never_continues_the_old_study(cluster, operator, storage_url,
+                                                                           gpu_nodes):
+    """`<namespace>.<run>.<symbol>` once silently joined the old study: its best value came from
+    trials that measured something else. The study carries a fingerprint of what it measures."""
+    cluster.secret("optuna", storage_url)
+    op = operator()
+    cluster.create_run(run_body("same", gpu={"count": 0}))
+    wait_for(lambda: cluster.phase("same") == "Preparing", "first run Preparing", op=op)
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, "same")
+    wait_for(lambda: cluster.gone("same") and cluster.children("same") == ([], []), "first run gone", op=op)
+    cluster.create_run(run_body("same", gpu={"count": 0}, target={"horizon": 1, "kind": "return"},
+                                tuning={"metric": "rmse"}))
+    wait_for(lambda: cluster.phase("same") == "Failed", "the re-created run refused", op=op)
+    stalled = cluster.condition("same", "Stalled")
+    assert stalled["reason"] == "StudyMismatch" and f"{cluster.ns}.same.AAA" in stalled["message"], stalled
+    assert cluster.job("same-workers").spec.suspend is True  # no pod runs trials into the old study
+    study = optuna.load_study(study_name=f"{cluster.ns}.same.AAA", storage=storage_url)
+    assert not any(t.state == optuna.trial.TrialState.COMPLETE and t.value is not None and t.value < 0
+                   for t in study.trials)  # nothing of the rmse run was recorded there

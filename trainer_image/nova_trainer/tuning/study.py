@@ -6,6 +6,7 @@ from __future__ import annotations
 import optuna
 
 from nova.spec import ResolvedRun
+from nova.study_identity import FINGERPRINT_ATTR, check, fingerprint
 from nova_trainer.tuning.pruners import make_pruner
 from nova_trainer.tuning.samplers import make_sampler
 
@@ -17,6 +18,9 @@ def open_study(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStora
         storage=storage, study_name=run.study_name(symbol), load_if_exists=True,
         direction=spec.tuning.resolved_direction, sampler=make_sampler(spec.tuning.sampler, worker),
         pruner=make_pruner(spec.tuning.pruner, spec.model.num_boost_round, spec.validation.walk_forward.folds))
+    check(run, study.study_name, study.user_attrs.get(FINGERPRINT_ATTR))  # never merge another spec's trials
+    if FINGERPRINT_ATTR not in study.user_attrs:
+        study.set_user_attr(FINGERPRINT_ATTR, fingerprint(run))
     if "budget" not in study.user_attrs:
         study.set_user_attr("budget", spec.tuning.trials)
         study.set_user_attr("metric", spec.tuning.metric)
