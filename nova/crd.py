@@ -53,16 +53,18 @@ IMMUTABLE: dict[tuple[str, ...], str] = {
 IMMUTABLE_OPTIONAL: dict[str, str] = {
     "image": "spec.image is immutable: the worker pods were created with it; create a new TrainingRun to change it",
 }
-# What may change on a running run, and how it is applied (README and field descriptions say the same).
-MUTABLE = {
-    "tuning.trials": "the budget: raised, workers run more trials; lowered, no new trial starts past it",
-    "tuning.workers": "the worker Job's parallelism is patched",
-    "tuning.timeoutSeconds": "read by workers started after the edit",
-    "tuning.sampler, tuning.pruner": "read by workers started after the edit",
-    "suspend": "the worker Job is suspended or resumed; finished trials are kept",
-    "ttlSecondsAfterFinished": "counted from the run's completionTime",
-    "output": "used by the refit, if it has not started",
+# What may change on a running run, and how the change is applied (the README lists the same).
+MUTABLE: dict[tuple[str, ...], str] = {
+    ("tuning", "trials"): "raised, the workers run more trials; lowered, no new trial starts past it",
+    ("tuning", "workers"): "the worker Job's parallelism is patched",
+    ("tuning", "timeoutSeconds"): "read by workers started after the edit",
+    ("tuning", "sampler"): "read by workers started after the edit",
+    ("tuning", "pruner"): "read by workers started after the edit",
+    ("suspend",): "the worker Job is suspended or resumed; finished trials are kept",
+    ("ttlSecondsAfterFinished",): "counted from status.completionTime",
+    ("output",): "used by the refit if it has not started yet",
 }
+
 
 _KEEP = {
     "type", "format", "description", "properties", "required", "items", "additionalProperties", "enum",
@@ -185,17 +187,27 @@ def structural(model: type, where: str) -> dict[str, Any]:
     return _Converter(defs).convert(schema, where)
 
 
+def _at(schema: dict[str, Any], path: tuple[str, ...]) -> dict[str, Any]:
+    for part in path:
+        schema = schema["properties"][part]
+    return schema
+
+
 def spec_schema() -> dict[str, Any]:
     spec = structural(TrainingRunSpec, "spec")
     spec["description"] = "What to train, how to tune it, and where to run it."
     symbols = spec["properties"]["data"]["properties"]["symbols"]
     symbols["x-kubernetes-list-type"] = "set"  # duplicates refused by the API server
     for path, message in IMMUTABLE.items():
-        node = spec
-        for part in path:
-            node = node["properties"][part]
+        node = _at(spec, path)
         node.setdefault("x-kubernetes-validations", []).append({"rule": "self == oldSelf", "message": message})
+        node["description"] = f"{node.get('description', '').rstrip('.')}. Cannot change once the run exists."
+    for path, how in MUTABLE.items():
+        node = _at(spec, path)
+        node["description"] = f"{node.get('description', '').rstrip('.')}. May change on a running run: {how}."
     for field, message in IMMUTABLE_OPTIONAL.items():
+        node = _at(spec, (field,))
+        node["description"] = f"{node.get('description', '').rstrip('.')}. Cannot change once the run exists."
         spec.setdefault("x-kubernetes-validations", []).append({
             "rule": f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})",
             "message": message})

@@ -87,28 +87,34 @@ class DataSpec(SpecModel):
 class SecretRef(SpecModel):
     """A key in a Secret of the run's own namespace (no namespace field: by design)."""
 
-    name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=253)
-    key: str = Field("url", pattern=r"^[-._a-zA-Z0-9]+$", max_length=253)
+    name: str = Field(..., pattern=DNS_LABEL_PATTERN, max_length=253, description="Secret name, in the run's namespace")
+    key: str = Field("url", pattern=r"^[-._a-zA-Z0-9]+$", max_length=253, description="Key within the Secret")
 
 
 class FeaturesSpec(SpecModel):
+    """The technical-indicator features computed from each symbol's bars."""
+
     set: Literal["default", "minimal"] = Field("default", description="Feature set")
     select_top_n: int | None = Field(None, ge=1, le=1000, description="Keep the N features with the "
                                      "highest gain, ranked on each fold's training window only")
 
 
 class TargetSpec(SpecModel):
+    """What the model predicts."""
+
     kind: Literal["direction", "return"] = Field("direction", description="direction: 1 if the close "
                                                  "rises over the horizon; return: the log return")
     horizon: int = Field(1, ge=1, le=250, description="Bars ahead")
 
 
 class WalkForwardSpec(SpecModel):
+    """Walk-forward cross-validation: each fold trains on the past and tests on the bars after it."""
+
     model_config = ConfigDict(json_schema_extra=_cel(
         ("!has(self.maxTrainSize) || self.maxTrainSize >= self.minTrainSize",
          "validation.walkForward.maxTrainSize must be >= minTrainSize")))
 
-    folds: int = Field(5, ge=1, le=50)
+    folds: int = Field(5, ge=1, le=50, description="Test windows, the last ones of the data, one after another")
     test_size: int = Field(60, ge=5, le=1_000_000, description="Bars in each test window")
     gap: int = Field(5, ge=0, le=10_000, description="Bars dropped between train and test; >= target.horizon")
     min_train_size: int = Field(250, ge=20, le=10_000_000, description="Fewest bars in the first training window")
@@ -125,17 +131,22 @@ class WalkForwardSpec(SpecModel):
 
 
 class ValidationSpec(SpecModel):
+    """How every trial is scored out of sample."""
+
     walk_forward: WalkForwardSpec = Field(default_factory=WalkForwardSpec)
 
 
 class ModelSpec(SpecModel):
+    """How XGBoost trains (the parameters that are not tuned)."""
+
     device: Literal["auto", "cuda", "cpu"] = Field("auto", description="auto picks CUDA when a GPU is present")
     quantile_d_matrix: bool = Field(True, alias="quantileDMatrix",
                                     description="QuantileDMatrix (less memory); DMatrix otherwise")
     gradient_sampling: bool = Field(False, description="sampling_method=gradient_based where XGBoost accepts it")
-    num_boost_round: int = Field(300, ge=1, le=100_000)
-    early_stopping_rounds: int | None = Field(30, ge=1, le=10_000)
-    max_bin: int = Field(256, ge=2, le=4096)
+    num_boost_round: int = Field(300, ge=1, le=100_000, description="Most boosting rounds per fold")
+    early_stopping_rounds: int | None = Field(30, ge=1, le=10_000, description="Stop a fold after this many rounds "
+                                              "without improvement on its test window")
+    max_bin: int = Field(256, ge=2, le=4096, description="Histogram bins per feature (XGBoost max_bin)")
     nthread: int | None = Field(None, ge=1, le=1024, description="CPU threads; default all")
     params: dict[Annotated[str, Field(pattern=XGB_PARAM_NAME)],
                  float | int | Annotated[str, Field(max_length=256)] | bool] = Field(
@@ -148,7 +159,7 @@ ParamType = Literal["int", "float", "categorical"]
 
 
 class ParamSpace(SpecModel):
-    """One tuned parameter."""
+    """One tuned parameter: a range (int, float) or a list of choices (categorical)."""
 
     model_config = ConfigDict(
         json_schema_extra=_cel(
@@ -161,12 +172,13 @@ class ParamSpace(SpecModel):
         )
     )
 
-    type: ParamType
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = Field(None, gt=0)
-    choices: list[Annotated[str, Field(max_length=256)] | int | float | bool] | None = Field(None, max_length=100)
+    type: ParamType = Field(..., description="int, float or categorical")
+    low: float | None = Field(None, description="Lowest value (int, float)")
+    high: float | None = Field(None, description="Highest value (int, float)")
+    log: bool = Field(False, description="Sample on a log scale (needs low > 0)")
+    step: float | None = Field(None, gt=0, description="Spacing of the values sampled (ignored with log)")
+    choices: list[Annotated[str, Field(max_length=256)] | int | float | bool] | None = Field(
+        None, max_length=100, description="The values a categorical parameter may take")
 
     @model_validator(mode="after")
     def _check(self) -> ParamSpace:
@@ -200,12 +212,16 @@ def default_search_space() -> dict[str, ParamSpace]:
 
 
 class SamplerSpec(SpecModel):
-    type: Literal["tpe", "cmaes", "random"] = "tpe"
-    seed: int | None = Field(42, ge=0)
+    """Optuna's sampler: how the next trial's parameters are chosen."""
+
+    type: Literal["tpe", "cmaes", "random"] = Field("tpe", description="tpe, cmaes or random")
+    seed: int | None = Field(42, ge=0, description="Seed, so a run alone is reproducible")
 
 
 class PrunerSpec(SpecModel):
-    type: Literal["median", "hyperband", "none"] = "median"
+    """Optuna's pruner: poor trials stop early, judged at every boosting round."""
+
+    type: Literal["median", "hyperband", "none"] = Field("median", description="median, hyperband or none")
     warmup_steps: int = Field(10, ge=0, description="Boosting rounds before a trial may be pruned")
     startup_trials: int = Field(5, ge=0, description="Trials that are never pruned")
 
@@ -225,6 +241,8 @@ METRIC_DIRECTION: dict[str, Literal["maximize", "minimize"]] = {
 
 
 class TuningSpec(SpecModel):
+    """The Optuna study of each symbol: budget, workers, metric, search space, storage."""
+
     model_config = ConfigDict(
         json_schema_extra=_cel(
             ("self.workers <= self.trials", "tuning.workers must not exceed tuning.trials"),
@@ -235,18 +253,21 @@ class TuningSpec(SpecModel):
 
     trials: int = Field(50, ge=1, le=100_000, description="Trial budget per symbol, across all workers")
     workers: int = Field(1, ge=1, le=1000, description="Worker pods (or local processes)")
-    metric: Metric = "auc"
+    metric: Metric = Field("auc", description="What a trial is scored by: auc, logloss, accuracy, sharpe, rmse")
     direction: Literal["maximize", "minimize"] | None = Field(None, description="Defaults from the metric")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
     search_space: dict[Annotated[str, Field(pattern=r"^[a-z_]{1,40}$")], ParamSpace] = Field(
-        default_factory=default_search_space, max_length=30, json_schema_extra=lambda s: s.update(_cel(
+        default_factory=default_search_space, max_length=30,
+        description="Tuned XGBoost parameters by name (eta, max_depth, ...); default: six common ones",
+        json_schema_extra=lambda s: s.update(_cel(
             (f"self.all(k, k in {sorted(XGB_TUNABLE)})",
              f"tuning.searchSpace: unknown XGBoost parameter; tunable: {', '.join(sorted(XGB_TUNABLE))}"))))
     storage: StorageSpec = Field(default_factory=StorageSpec)
-    timeout_seconds: int | None = Field(None, ge=1, description="Stop starting trials after this long")
-    heartbeat_seconds: int = Field(10, ge=1, le=3600, description="Trial heartbeat interval")
-    grace_seconds: int = Field(30, ge=2, le=36_000, description="A trial with no heartbeat for this long is failed and retried once")
+    timeout_seconds: int | None = Field(None, ge=1, description="Seconds after which workers start no new trial")
+    heartbeat_seconds: int = Field(10, ge=1, le=3600, description="Seconds between a running trial's heartbeats")
+    grace_seconds: int = Field(30, ge=2, le=36_000, description="Seconds without a heartbeat after which a trial "
+                               "is failed and retried once")
 
     @field_validator("search_space")
     @classmethod
@@ -274,6 +295,8 @@ POOL_SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)$"
 
 
 class RmmSpec(SpecModel):
+    """The RMM memory pool of the trainer on the GPU."""
+
     enabled: bool = Field(True, description="Give the trainer an RMM memory pool on the GPU")
     initial_pool_size: str = Field("8Gi", pattern=POOL_SIZE_PATTERN, description="GPU memory reserved at start, "
                                    "a Kubernetes quantity with its unit (e.g. 8Gi, 512Mi): a bare number is refused")
@@ -282,40 +305,56 @@ class RmmSpec(SpecModel):
 
 
 class GpuSpec(SpecModel):
+    """GPUs of each worker pod."""
+
     count: int = Field(1, ge=0, le=16, description="GPUs per worker; 0 for a CPU-only run")
-    resource_name: str = Field("nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$")
+    resource_name: str = Field("nvidia.com/gpu", pattern=r"^[a-z0-9.-]+/[a-z0-9.-]+$",
+                               description="Extended resource the pods ask for (the device plugin's name)")
     rmm: RmmSpec = Field(default_factory=RmmSpec)
 
 
 class SchedulingSpec(SpecModel):
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[dict[str, Any]] = Field(default_factory=list,
+    """Where the worker and refit pods may run (copied into their pod spec)."""
+
+    node_selector: dict[str, str] = Field(default_factory=dict, description="Node labels the pods require")
+    tolerations: list[dict[str, Any]] = Field(default_factory=list, description="Pod tolerations (core/v1)",
                                               json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    affinity: dict[str, Any] = Field(default_factory=dict,
+    affinity: dict[str, Any] = Field(default_factory=dict, description="Pod affinity (core/v1)",
                                      json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN)
-    service_account_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN)
+    priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, description="PriorityClass of the pods")
+    service_account_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN,
+                                             description="ServiceAccount of the pods; default: the namespace's")
 
 
 class ContainerResources(SpecModel):
-    requests: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN.replace("$", "m?$"))]] = Field(default_factory=dict)
-    limits: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN.replace("$", "m?$"))]] = Field(default_factory=dict)
+    """A container's requests and limits, as Kubernetes quantities (cpu: "2" or "500m", memory: "8Gi")."""
+
+    requests: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN.replace("$", "m?$"))]] = Field(
+        default_factory=dict, description="What the scheduler reserves (cpu, memory)")
+    limits: dict[str, Annotated[str, Field(pattern=QUANTITY_PATTERN.replace("$", "m?$"))]] = Field(
+        default_factory=dict, description="The most the container may use")
 
 
 class ResourcesSpec(SpecModel):
+    """CPU and memory of the worker pods' two containers."""
+
     trainer: ContainerResources = Field(default_factory=lambda: ContainerResources(
-        requests={"cpu": "2", "memory": "8Gi"}, limits={"memory": "16Gi"}))
+        requests={"cpu": "2", "memory": "8Gi"}, limits={"memory": "16Gi"}), description="The trainer container")
     prep: ContainerResources = Field(default_factory=lambda: ContainerResources(
-        requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}))
+        requests={"cpu": "1", "memory": "2Gi"}, limits={"memory": "4Gi"}), description="The prep sidecar")
 
 
 class PrepSpec(SpecModel):
+    """The prep sidecar, which builds each symbol's features ahead of the trainer."""
+
     max_ahead: int = Field(2, ge=1, le=100, description="Symbols prepared ahead of the trainer")
     delete_after_use: bool = Field(True, description="Delete a symbol's shard once it is tuned")
-    wait_timeout_seconds: int = Field(1800, ge=1, description="How long the trainer waits for a shard")
+    wait_timeout_seconds: int = Field(1800, ge=1, description="Seconds the trainer waits for a symbol's shard")
 
 
 class OutputSpec(SpecModel):
+    """Where the refit writes the models."""
+
     uri: str | None = Field(None, max_length=1024, description="Folder for models and model cards; "
                             "defaults to runs/<name> locally and /output in a cluster")
 
@@ -346,8 +385,10 @@ class TrainingRunSpec(SpecModel):
     prep: PrepSpec = Field(default_factory=PrepSpec)
     output: OutputSpec = Field(default_factory=OutputSpec)
     image: str | None = Field(None, max_length=512, description="Trainer image; the operator's default otherwise")
-    suspend: bool = False
-    ttl_seconds_after_finished: int | None = Field(None, ge=0)
+    suspend: bool = Field(False, description="Stop every worker pod; finished trials are kept and tuning resumes "
+                          "where it was when set back to false")
+    ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after the run Succeeded or "
+                                                   "Failed (status.completionTime) when it is deleted")
 
     @model_validator(mode="after")
     def _check(self) -> TrainingRunSpec:

@@ -22,43 +22,51 @@ class Condition(StatusModel):
     """A condition in the Kubernetes convention (metav1.Condition)."""
 
     type: str = Field(..., max_length=316, description="Ready, Tuning, Refitted, Suspended, Failed")
-    status: Literal["True", "False", "Unknown"]
+    status: Literal["True", "False", "Unknown"] = Field(..., description="True, False or Unknown")
     reason: str = Field(..., max_length=1024, description="CamelCase, machine-readable")
     message: str = Field("", max_length=32768, description="What happened and, on failure, what to fix")
     last_transition_time: str = Field(..., description="RFC 3339 time of the last status change")
-    observed_generation: int | None = Field(None, ge=0)
+    observed_generation: int | None = Field(None, ge=0, description="metadata.generation this condition was set for")
 
 
 class WorkerStatus(StatusModel):
     """Counts of the worker Job's pods."""
 
-    desired: int = Field(0, ge=0)
-    active: int = Field(0, ge=0)
-    ready: int = Field(0, ge=0)
-    succeeded: int = Field(0, ge=0)
-    failed: int = Field(0, ge=0)
+    desired: int = Field(0, ge=0, description="Worker pods asked for (spec.tuning.workers)")
+    active: int = Field(0, ge=0, description="Worker pods running")
+    ready: int = Field(0, ge=0, description="Worker pods Ready")
+    succeeded: int = Field(0, ge=0, description="Worker pods that finished their share")
+    failed: int = Field(0, ge=0, description="Worker pod failures so far (the Job retries them)")
+
+
+class BestParam(StatusModel):
+    """One parameter of a study's best trial. A list of name/value pairs rather than a map, so that
+    `kubectl describe` shows the names as written (it capitalises map keys: eta became Eta)."""
+
+    name: str = Field(..., description="XGBoost parameter name, as in spec.tuning.searchSpace")
+    value: str = Field(..., max_length=256, description="Its value, as JSON (0.05, 4, \"lossguide\", true)")
 
 
 class StudyStatus(StatusModel):
     """One symbol's Optuna study, as read from the storage."""
 
-    symbol: str
-    study: str
-    budget: int = Field(0, ge=0)
-    complete: int = Field(0, ge=0)
-    pruned: int = Field(0, ge=0)
-    failed: int = Field(0, ge=0)
-    running: int = Field(0, ge=0)
-    best_value: float | None = None
-    best_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    symbol: str = Field(..., description="The symbol this study tunes")
+    study: str = Field(..., description="Optuna study name in the storage: <namespace>.<run>.<symbol>")
+    budget: int = Field(0, ge=0, description="Trials this study runs, across all workers")
+    complete: int = Field(0, ge=0, description="Trials that finished with a value")
+    pruned: int = Field(0, ge=0, description="Trials the pruner stopped early")
+    failed: int = Field(0, ge=0, description="Failed trials that count (not replaced by a retry)")
+    running: int = Field(0, ge=0, description="Trials running now")
+    best_value: float | None = Field(None, description="Best value of spec.tuning.metric so far")
+    best_params: list[BestParam] = Field(default_factory=list, description="Parameters of the best trial")
 
 
 class SymbolModel(StatusModel):
     """One symbol's refitted model."""
 
-    symbol: str
+    symbol: str = Field(..., description="The symbol")
     file: str | None = Field(None, description="Model file, relative to model.uri")
-    best_value: float | None = None
+    best_value: float | None = Field(None, description="Best value of the tuning metric of its study")
     metrics: dict[str, float] = Field(default_factory=dict, description="Walk-forward metrics of the refit")
     error: str | None = Field(None, description="Why this symbol was not refitted")
 
@@ -66,21 +74,26 @@ class SymbolModel(StatusModel):
 class ModelStatus(StatusModel):
     """Where the refit wrote the models, and how good they are."""
 
-    uri: str
-    symbols: list[SymbolModel] = Field(default_factory=list)
+    uri: str = Field(..., description="Folder (or object-store prefix) holding every symbol's model and card")
+    symbols: list[SymbolModel] = Field(default_factory=list, description="One entry per symbol")
 
 
 class RunStatus(StatusModel):
-    phase: Phase = "Pending"
+    """Written by the operator only."""
+
+    phase: Phase = Field("Pending", description="Pending, Preparing, Running, Refitting, Succeeded, Failed or "
+                         "Suspended; the conditions say why")
     message: str | None = Field(None, description="One line: what the run is doing or why it stopped")
-    observed_generation: int | None = Field(None, ge=0)
-    conditions: list[Condition] = Field(default_factory=list)
+    observed_generation: int | None = Field(None, ge=0, description="metadata.generation this status was decided for")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling, Stalled, Suspended, "
+                                        "TuningComplete (kstatus conventions)")
     symbols: int | None = Field(None, ge=0, description="Number of symbols (for the printer column)")
     trials: str | None = Field(None, description="Finished trials / total budget, over every symbol")
     best_value: float | None = Field(None, description="Best value over every symbol's study")
-    best_symbol: str | None = None
+    best_symbol: str | None = Field(None, description="The symbol whose study holds bestValue")
     workers: WorkerStatus | None = None
-    studies: list[StudyStatus] = Field(default_factory=list)
+    studies: list[StudyStatus] = Field(default_factory=list, description="One entry per symbol's study")
     model: ModelStatus | None = None
-    start_time: str | None = None
-    completion_time: str | None = None
+    start_time: str | None = Field(None, description="RFC 3339 time the operator first saw the run")
+    completion_time: str | None = Field(None, description="RFC 3339 time the run Succeeded or Failed; "
+                                        "ttlSecondsAfterFinished counts from it")

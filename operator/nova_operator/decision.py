@@ -16,7 +16,7 @@ from typing import Any
 
 from nova.budget import TrialCounts
 from nova.spec import ResolvedRun
-from nova.status import Condition, ModelStatus, RunStatus, StudyStatus, SymbolModel, WorkerStatus
+from nova.status import BestParam, Condition, ModelStatus, RunStatus, StudyStatus, SymbolModel, WorkerStatus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,7 +161,7 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
     if studies is not None:
         status.studies = [StudyStatus(symbol=s.symbol, study=s.study, budget=budget, complete=s.complete,
                                       pruned=s.pruned, failed=s.failed, running=s.running,
-                                      best_value=s.best_value, best_params=_scalars(s.best_params))
+                                      best_value=s.best_value, best_params=best_params(s.best_params))
                           for s in studies]
         finished = sum(s.finished for s in studies)
         status.trials = f"{finished}/{budget * len(spec.data.symbols)}"
@@ -245,8 +245,10 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
     return Decision(status=patch, create_refit=create_refit, events=events)
 
 
-def _scalars(params: dict[str, Any]) -> dict[str, float | int | str | bool]:
-    return {k: v for k, v in params.items() if isinstance(v, (int, float, str, bool))}
+def best_params(params: dict[str, Any]) -> list[BestParam]:
+    """A best trial's parameters as name/value pairs (kubectl describe capitalises map keys)."""
+    return [BestParam(name=k, value=json.dumps(v)[:256]) for k, v in sorted(params.items())
+            if isinstance(v, (int, float, str, bool))]
 
 
 def status_patch(previous: dict[str, Any] | None, status: dict[str, Any]) -> dict[str, Any]:

@@ -62,7 +62,7 @@ def test_preparing_then_running_then_refit():
             previous=d1.status, now=T1)
     assert d2.status["phase"] == "Running" and d2.status["trials"] == "2/8"
     assert d2.status["bestValue"] == 0.61 and d2.status["bestSymbol"] == "AAA"
-    assert d2.status["studies"][0]["bestParams"] == {"eta": 0.1} and d2.status["studies"][0]["budget"] == 4
+    assert d2.status["studies"][0]["bestParams"] == [{"name": "eta", "value": "0.1"}] and d2.status["studies"][0]["budget"] == 4
     assert d2.events[0][:2] == ("Normal", "Tuning") and not d2.create_refit
     done = [prog("AAA", complete=3, pruned=1, best=0.61), prog("BBB", complete=2, failed=2, best=0.58)]
     d3 = go(Observed(workers=workers, studies=done), previous=d2.status, now=T1)
