@@ -63,6 +63,7 @@ MUTABLE: dict[tuple[str, ...], str] = {
     ("suspend",): "the worker Job is suspended or resumed; finished trials are kept",
     ("ttlSecondsAfterFinished",): "counted from status.completionTime",
     ("output",): "used by the refit if it has not started yet",
+    ("progressDeadlineSeconds",): "applies from the next status pass",
 }
 
 

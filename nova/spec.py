@@ -389,6 +389,9 @@ class TrainingRunSpec(SpecModel):
                           "where it was when set back to false")
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after the run Succeeded or "
                                                    "Failed (status.completionTime) when it is deleted")
+    progress_deadline_seconds: int = Field(600, ge=30, le=7 * 86400, description="Seconds a Preparing or Running "
+                                           "run may go without progress (a pod Ready, a trial started or finished) "
+                                           "before its Progressing condition turns False saying what to look at")
 
     @model_validator(mode="after")
     def _check(self) -> TrainingRunSpec:

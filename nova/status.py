@@ -95,5 +95,7 @@ class RunStatus(StatusModel):
     studies: list[StudyStatus] = Field(default_factory=list, description="One entry per symbol's study")
     model: ModelStatus | None = None
     start_time: str | None = Field(None, description="RFC 3339 time the operator first saw the run")
+    last_progress_time: str | None = Field(None, description="RFC 3339 time the run last moved: a phase change, a "
+                                           "worker pod Ready, a trial started or finished")
     completion_time: str | None = Field(None, description="RFC 3339 time the run Succeeded or Failed; "
                                         "ttlSecondsAfterFinished counts from it")

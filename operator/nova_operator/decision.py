@@ -219,6 +219,7 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
             status.phase, reason = "Preparing", "Preparing"
             message = "worker pods are starting and building features"
 
+    progressing = _progress(run, obs, previous, status, stamp, now, workers_job)
     if status.phase in ("Succeeded", "Failed"):
         status.completion_time = status.completion_time or stamp
     else:  # a run that recovers (an edit, a Secret created) has not finished: its TTL starts again later
@@ -235,14 +236,54 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
          "Suspended" if status.phase == "Suspended" else "NotSuspended", ""),
         ("TuningComplete", "True" if tuning_over else "False", "BudgetReached" if all_done else
          ("WorkersFinished" if tuning_over else "Tuning"), ""),
+        ("Progressing", *progressing),
     ], run.generation, stamp)]
 
     events = []
+    was_stuck = any(c.get("type") == "Progressing" and c.get("status") == "False" for c in previous.get("conditions") or [])
+    if progressing[0] == "False" and not was_stuck:
+        events.append(("Warning", progressing[1], progressing[2]))
     if status.phase != old_phase:
         kind = "Warning" if status.phase == "Failed" or obs.problem is not None else "Normal"
         events.append((kind, reason, f"{old_phase or 'New'} -> {status.phase}: {message}"))
     patch = status.model_dump(by_alias=True, mode="json", exclude_none=True)
     return Decision(status=patch, create_refit=create_refit, events=events)
+
+
+def _progress(run: ResolvedRun, obs: Observed, previous: dict[str, Any], status: RunStatus, stamp: str,
+              now: dt.datetime | None, workers_job: str) -> tuple[str, str, str]:
+    """Sets status.lastProgressTime; returns the Progressing condition (status, reason, message).
+
+    A run shows progress when its phase changes, a worker pod becomes Ready, or a trial starts or
+    finishes; past spec.progressDeadlineSeconds without any, the condition says what to look at,
+    instead of `Preparing 0/24` for half an hour."""
+    running = sum(s.running for s in status.studies)
+    mark = (status.phase, status.trials, obs.workers.ready, running)
+    before = previous.get("lastProgressTime")
+    was = (previous.get("phase"), previous.get("trials"), (previous.get("workers") or {}).get("ready", 0),
+           sum(s.get("running", 0) for s in previous.get("studies") or []))
+    status.last_progress_time = stamp if mark != was or not before else before
+    if status.phase not in ("Preparing", "Running"):
+        return "False" if status.phase in ("Succeeded", "Failed", "Suspended") else "True", \
+            "NotTuning" if status.phase != "Pending" else "Pending", ""
+    since = dt.datetime.strptime(status.last_progress_time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    idle = int(((now or dt.datetime.now(dt.UTC)) - since).total_seconds())
+    deadline = run.spec.progress_deadline_seconds
+    if idle <= deadline:
+        return "True", "Tuning" if status.phase == "Running" else "Preparing", ""
+    gpu = run.spec.gpu
+    if status.phase == "Preparing" and obs.workers.ready == 0:
+        why = (f"no worker pod has become Ready in {idle} s: see `kubectl get pods -l job-name={workers_job}`; "
+               f"a Pending pod may find no node with {gpu.count} {gpu.resource_name} free "
+               f"(`kubectl describe pod`), a failing one says why in `kubectl logs`" if gpu.count else
+               f"no worker pod has become Ready in {idle} s: see `kubectl get pods -l job-name={workers_job}` "
+               "and `kubectl describe pod` (image pull, resources, node selector)")
+    elif status.phase == "Preparing":
+        why = (f"worker pods are Ready but no trial has started in {idle} s: the prep sidecar may be failing or "
+               f"slow; see `kubectl logs job/{workers_job} -c prep` and `-c trainer`")
+    else:
+        why = f"no trial has started or finished in {idle} s: see `kubectl logs job/{workers_job} -c trainer`"
+    return "False", "ProgressDeadlineExceeded", f"{why} (spec.progressDeadlineSeconds: {deadline})"
 
 
 def best_params(params: dict[str, Any]) -> list[BestParam]:

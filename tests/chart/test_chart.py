@@ -263,6 +263,14 @@ def test_notes_tell_the_next_command(helm, tmp_path):
     assert "rollout status deployment/r-nova-operator" in notes
 
 
+def test_notes_warn_when_the_external_storage_secret_is_missing(helm, tmp_path):
+    """Offline, `lookup` finds nothing, as on a cluster without the Secret: the notes say what to create."""
+    notes = render_notes(helm, tmp_path, "--set", "storage.mode=external", "--set", "storage.existingSecret.name=db")
+    assert "WARNING: the Secret db was not found in namespace nova" in notes
+    assert "kubectl -n nova create secret generic db --from-literal=url=" in notes
+    assert "WARNING" not in render_notes(helm, tmp_path / "default")  # the chart's own PostgreSQL: no warning
+
+
 # ---------------------------------------------------------------------------------- bad values
 BAD_VALUES = [
     (["--set", "operator.replicaCount=-1"], "/operator/replicaCount", "minimum"),

@@ -244,3 +244,25 @@ def test_status_patch_sends_only_what_changed():
     assert status_patch(old, {**old, "trials": "4/8"}) == {"trials": "4/8"}
     assert status_patch(old, {"phase": "Running", "trials": "3/8", "message": "m"}) == {"bestValue": None}
     assert status_patch(None, {"phase": "Pending"}) == {"phase": "Pending"}
+
+
+def test_a_run_without_progress_says_what_to_look_at():
+    """`Preparing 0/8` for half an hour told a newcomer nothing; past progressDeadlineSeconds the
+    Progressing condition says where to look, once, with a Warning Event."""
+    r = run()
+    r.spec.progress_deadline_seconds = 600
+    preparing = Observed(workers=JobState.from_job(job(active=2, ready=0)), studies=[prog("AAA"), prog("BBB")])
+    first = go(preparing, r=r)
+    assert first.status["phase"] == "Preparing" and cond(first, "Progressing")["status"] == "True"
+    assert first.status["lastProgressTime"] == "2026-01-02T03:04:05Z"
+    late = T0 + dt.timedelta(minutes=11)
+    stuck = go(preparing, previous=first.status, r=r, now=late)
+    progressing = cond(stuck, "Progressing")
+    assert progressing["status"] == "False" and progressing["reason"] == "ProgressDeadlineExceeded"
+    assert "no worker pod has become Ready" in progressing["message"] and "nvidia.com/gpu" in progressing["message"]
+    assert ("Warning", "ProgressDeadlineExceeded", progressing["message"]) in stuck.events
+    again = go(preparing, previous=stuck.status, r=r, now=late + dt.timedelta(minutes=1))
+    assert not again.events  # said once
+    moving = Observed(workers=JobState.from_job(job(active=2, ready=2)), studies=[prog("AAA", running=1), prog("BBB")])
+    moved = go(moving, previous=again.status, r=r, now=late + dt.timedelta(minutes=2))
+    assert moved.status["phase"] == "Running" and cond(moved, "Progressing")["status"] == "True"
