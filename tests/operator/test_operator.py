@@ -331,3 +331,28 @@ def test_a_recreated_run_with_another_target_never_continues_the_old_study(clust
     assert cluster.job("same-workers").spec.suspend is True  # no pod runs trials into the old study
     study = optuna.load_study(study_name=f"{cluster.ns}.same.AAA", storage=storage_url)
     assert study.direction == optuna.study.StudyDirection.MAXIMIZE  # still the first run's (auc), not rmse's
+
+
+def test_what_only_the_operator_refuses_names_the_users_own_key(cluster, operator, storage_url, gpu_nodes):
+    """A list as a model.params value passes the API server (the value is untyped there) and is
+    refused by the operator: once as `spec.model.params.maxDepth.float: ...` and three more lines."""
+    cluster.secret("optuna", storage_url)
+    op = operator()
+    cluster.create_run(run_body("badparam", gpu={"count": 0}, model={"params": {"max_depth": [3]}}))
+    wait_for(lambda: cluster.phase("badparam") == "Failed", "Failed", op=op)
+    message = cluster.condition("badparam", "Stalled")["message"]
+    assert "spec.model.params.max_depth: must be a number, an integer, a string, a boolean" in message, message
+    assert "maxDepth" not in message and message.count("spec.model.params") == 1
+
+
+def test_a_missing_default_secret_says_it_came_from_the_operators_default(cluster, operator, gpu_nodes):
+    op = operator(NOVA_DEFAULT_STORAGE_SECRET="chart-db/url")
+    body = run_body("nodefault", gpu={"count": 0})
+    del body["spec"]["tuning"]["storage"]
+    cluster.create_run(body)
+    reconciling = wait_for(lambda: next((c for c in (cluster.run("nodefault").get("status") or {}).get("conditions", [])
+                                         if c["type"] == "Reconciling" and c["reason"] == "SecretNotFound"), None),
+                           "SecretNotFound", op=op)
+    assert "Secret 'chart-db'" in reconciling["message"]
+    assert "operator's default storage Secret" in reconciling["message"]
+    assert "named by spec.tuning.storage.secretRef" not in reconciling["message"]
