@@ -6,7 +6,8 @@
 Images and defaults come from the environment: NOVA_TRAINER_IMAGE, NOVA_OUTPUT_CLAIM,
 NOVA_DEFAULT_STORAGE_SECRET (name[/key]), NOVA_STATUS_INTERVAL (seconds), NOVA_OPERATOR_STORAGE_URL
 (the operator's own storage URL, when it reaches the database another way than the pods),
-NOVA_METRICS_PORT (serve Prometheus metrics at :PORT/metrics)."""
+NOVA_METRICS_PORT (serve Prometheus metrics at :PORT/metrics), NOVA_LEADER_ELECT (lead through a Lease,
+for a standby replica: leadership.py)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-port", type=int, default=int(os.environ.get("NOVA_METRICS_PORT") or 0) or None,
                         help="serve Prometheus metrics on this port at /metrics ($NOVA_METRICS_PORT)")
     parser.add_argument("--status-interval", type=float, help="seconds between status updates")
+    parser.add_argument("--leader-elect", action="store_true",
+                        default=os.environ.get("NOVA_LEADER_ELECT", "").lower() in ("1", "true", "yes"),
+                        help="lead through a Lease in $POD_NAMESPACE (for more than one replica; $NOVA_LEADER_ELECT)")
+    parser.add_argument("--lease-name", help="the Lease's name (default nova-operator, $NOVA_LEASE_NAME)")
     parser.add_argument("--verbose", action="store_true")
     return parser
 
@@ -60,9 +65,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.metrics_port:
         METRICS.serve(args.metrics_port)
 
+    leadership = None
+    if args.leader_elect:
+        from nova_operator.kube import load_config
+        from nova_operator.leadership import Leadership, LeaseSettings, health_while_waiting
+
+        load_config()
+        leadership = Leadership(LeaseSettings.from_env(args.lease_name))
+        with health_while_waiting(args.liveness):
+            leadership.acquire()
+        leadership.keep()
     watch = namespaces(args)
-    kopf.run(standalone=True, clusterwide=not watch, namespaces=watch, liveness_endpoint=args.liveness,
-             memo=kopf.Memo(settings=settings))
+    try:
+        kopf.run(standalone=True, clusterwide=not watch, namespaces=watch, liveness_endpoint=args.liveness,
+                 memo=kopf.Memo(settings=settings))
+    finally:
+        if leadership is not None:
+            leadership.release()
     return 0
 
 
