@@ -73,9 +73,18 @@ def test_every_pod_meets_the_restricted_pod_security_standard(helm, value_set):
 def test_default_values_render_operator_rbac_and_postgresql(helm):
     out = template(helm)
     assert out.kinds() == {"ServiceAccount": 1, "ClusterRole": 2, "ClusterRoleBinding": 2, "Deployment": 1,
-                           "Service": 2, "StatefulSet": 1, "Secret": 1, "NetworkPolicy": 2}, out.kinds()
+                           "Service": 2, "StatefulSet": 1, "Secret": 1, "NetworkPolicy": 2, "Role": 1,
+                           "RoleBinding": 1, "PodDisruptionBudget": 1}, out.kinds()
     dep = out.get("Deployment", "r-nova-operator", "nova")
-    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"] == {"type": "Recreate"}
+    # a leader and a standby (leader election on a Lease), rolled one at a time
+    assert dep["spec"]["replicas"] == 2 and dep["spec"]["strategy"] == {
+        "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}
+    assert out.get("PodDisruptionBudget", "r-nova-operator")["spec"]["minAvailable"] == 1
+    lease_rules = out.get("Role", "r-nova-operator-leader-election", "nova")["rules"]
+    assert lease_rules == [
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+        {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["r-nova-operator"],
+         "verbs": ["get", "update"]}]
     spec = pod_spec(dep)
     assert spec["serviceAccountName"] == "r-nova"
     (c,) = spec["containers"]
@@ -83,6 +92,7 @@ def test_default_values_render_operator_rbac_and_postgresql(helm):
     assert "command" not in c, "the image's ENTRYPOINT (nova-operator) runs unless overridden"
     assert c["args"] == ["--liveness=http://0.0.0.0:8080/healthz", "--all-namespaces"]
     env = env_of(c)
+    assert env["NOVA_LEADER_ELECT"] == "true" and env["NOVA_LEASE_NAME"] == "r-nova-operator"
     assert env["NOVA_TRAINER_IMAGE"] == "ghcr.io/nova-dev/nova-trainer:0.1.0"
     assert env["NOVA_DEFAULT_STORAGE_SECRET"] == "r-nova-postgresql/url"
     assert env["NOVA_METRICS_PORT"] == "9090"
@@ -237,6 +247,14 @@ def test_selectors_of_components_do_not_overlap(helm):
     assert len(set(selectors)) == len(selectors)
 
 
+def test_without_leader_election_one_replica_recreated(helm):
+    out = template(helm, "--set", "operator.replicaCount=1", "--set", "operator.leaderElection.enabled=false")
+    dep = out.get("Deployment", "r-nova-operator")
+    assert dep["spec"]["strategy"] == {"type": "Recreate"} and "NOVA_LEADER_ELECT" not in env_of(
+        pod_spec(dep)["containers"][0])
+    assert "PodDisruptionBudget" not in out.kinds() and "Role" not in out.kinds()
+
+
 def test_operator_can_be_paused_with_zero_replicas(helm):
     out = template(helm, "--set", "operator.replicaCount=0")
     assert out.get("Deployment", "r-nova-operator")["spec"]["replicas"] == 0
@@ -274,7 +292,8 @@ def test_notes_warn_when_the_external_storage_secret_is_missing(helm, tmp_path):
 # ---------------------------------------------------------------------------------- bad values
 BAD_VALUES = [
     (["--set", "operator.replicaCount=-1"], "/operator/replicaCount", "minimum"),
-    (["--set", "operator.replicaCount=2"], "/operator/replicaCount", "maximum"),
+    (["--set", "operator.replicaCount=2", "--set", "operator.leaderElection.enabled=false"],
+     "/operator/replicaCount", "maximum"),
     (["--set", "storage.mode=sqlite"], "/storage/mode", "postgresql"),
     (["--set", "storage.mode=external"], "/storage/existingSecret/name", "minLength"),
     (["--set", "storage.mode=external", "--set", "storage.existingSecret.name=Bad_Name"],

@@ -1,6 +1,8 @@
-"""A loopback TCP proxy in front of a database: while `down`, every connection is accepted and
-closed at once (the client sees the server hang up, as during a restart or a broken network path)
-and counted in `refused`; `up()` makes it forward every new connection to the target."""
+"""A loopback TCP proxy in front of a database or an API server: while `down`, every connection is
+accepted and closed at once (the client sees the server hang up, as during a restart or a broken
+network path) and counted in `refused`; `up()` makes it forward every new connection to the target.
+`partition()` is a network partition: nothing gets through any more, old connections or new, and
+nothing is closed either (requests hang, as behind a black hole)."""
 
 from __future__ import annotations
 
@@ -19,9 +21,13 @@ class Proxy:
         self.connections = 0
         self.refused = 0
         self.down = True
+        self.partitioned = threading.Event()
 
     def up(self) -> None:
         self.down = False
+
+    def partition(self) -> None:
+        self.partitioned.set()
 
     def open(self) -> None:
         self._server = socket.create_server(("127.0.0.1", self.port), reuse_port=False)
@@ -45,16 +51,26 @@ class Proxy:
                 self.refused += 1
                 client.close()
                 continue
+            if self.partitioned.is_set():
+                threading.Thread(target=self._swallow, args=(client,), daemon=True).start()
+                continue
             self.connections += 1
             upstream = socket.create_connection(self.target)
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _swallow(self, conn: socket.socket) -> None:
+        try:
+            while conn.recv(65536):
+                pass
+        except OSError:
+            pass
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self.partitioned.is_set():
+                    dst.sendall(data)
         except OSError:
             pass
         finally:

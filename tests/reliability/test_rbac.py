@@ -82,6 +82,20 @@ def test_operator_rbac_allows_what_it_uses_and_nothing_dangerous(control_plane, 
                                             check=False).stdout.strip()
                 if got != ("yes" if allowed else "no"):
                     wrong.append(f"{who} {verb} {resource} in {run_ns}: {got}")
+        # leader election: its own Lease in the release namespace, and no other
+        lease = {(system_ns, "create", "leases.coordination.k8s.io"): True,
+                 (system_ns, "get", "leases.coordination.k8s.io/nova-operator"): True,
+                 (system_ns, "update", "leases.coordination.k8s.io/nova-operator"): True,
+                 (system_ns, "update", "leases.coordination.k8s.io/kube-scheduler"): False,
+                 (system_ns, "delete", "leases.coordination.k8s.io/nova-operator"): False,
+                 (other_ns, "create", "leases.coordination.k8s.io"): False}
+        for ns, sa in subjects:
+            who = f"system:serviceaccount:{ns}:{sa}"
+            for (run_ns, verb, resource), allowed in lease.items():
+                got = control_plane.kubectl("auth", "can-i", verb, resource, f"--as={who}", "-n", run_ns,
+                                            check=False).stdout.strip()
+                if got != ("yes" if allowed else "no"):
+                    wrong.append(f"{who} {verb} {resource} in {run_ns}: {got}")
         assert not wrong, "\n".join(wrong)
     finally:
         control_plane.kubectl("delete", "namespace", other_ns, "--wait=false", check=False)
