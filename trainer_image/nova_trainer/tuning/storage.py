@@ -59,7 +59,7 @@ def open_storage(url: str, heartbeat_seconds: int, grace_seconds: int, attempts:
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         log.warning("storage at %s not ready (%s); retry %d/%d", host_of(url), describe(exc) if exc else "?",
-                    state.attempt_number, attempts - 1)
+                    state.attempt_number, attempts)
 
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_transient), stop=tenacity.stop_after_attempt(attempts),
