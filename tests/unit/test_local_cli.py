@@ -212,3 +212,63 @@ def test_bootstrap_without_python_312_says_so_once(tmp_path):
     assert "error: Python 3.12 or newer is needed" in result.stderr
     assert "command not found" not in result.stderr, result.stderr
     assert not (tmp_path / ".venv").exists()
+
+
+# --- a worker that crashes --------------------------------------------------------------------
+
+CRASH_HOOK = textwrap.dedent("""
+    # Loaded by every interpreter of the test run (parent and spawned workers): worker 1 raises an
+    # unexpected error as soon as it starts working, the kind no handler expects.
+    import os
+    if os.environ.get("NOVA_TEST_CRASH_WORKER"):
+        import nova_trainer.tuning.worker as worker
+        real = worker.run_worker
+        def run_worker(run, storage, index, symbols, *args, **kwargs):
+            if index == int(os.environ["NOVA_TEST_CRASH_WORKER"]):
+                raise ValueError("injected crash for the test")
+            return real(run, storage, index, symbols, *args, **kwargs)
+        worker.run_worker = run_worker
+""")
+
+
+@pytest.mark.slow
+def test_a_crashed_worker_is_named_on_the_terminal_its_traceback_kept_and_the_exit_is_not_0(tmp_path):
+    """Issue 14, bug 2: the log file was closed under sys.stderr before the exception reached
+    multiprocessing ('lost sys.stderr', an empty log), and the run exited 0 on the other worker."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(CRASH_HOOK)
+    env = {**os.environ, "NOVA_TEST_CRASH_WORKER": "1",
+           "PYTHONPATH": os.pathsep.join([str(hook), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    out = tmp_path / "out"
+    path = write(tmp_path, small_run_manifest(symbols=("AAA",), trials=3, workers=2))
+    result = nova("run", str(path), "--out", str(out), "--no-progress", env=env, timeout=600)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "lost sys.stderr" not in result.stderr and "closed file" not in result.stderr
+    died = [line for line in result.stderr.splitlines() if "worker-1 died" in line]
+    assert died == [f"error: worker-1 died: ValueError: injected crash for the test "
+                    f"(log: {out / 'logs' / 'worker-1.log'})"], result.stderr
+    log = (out / "logs" / "worker-1.log").read_text()
+    assert "Traceback" in log and "ValueError: injected crash for the test" in log
+    assert "AAA" in result.stdout and "AAA.ubj" in result.stdout  # worker 0 still did the work
+
+
+def test_the_report_is_a_standards_mode_page(tmp_path):
+    """Issue 14, bug 8: without a doctype each plot was as tall as the window (quirks mode)."""
+    import optuna
+
+    from nova.manifest import parse_run
+    from nova.spec import resolve
+    from nova_trainer.local.report import write_report
+    from nova_trainer.tuning.storage import open_storage
+    from nova_trainer.tuning.study import open_study
+
+    run = resolve(parse_run(small_run_manifest(symbols=("AAA",))))
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", 1, 4)
+    study = open_study(run, "AAA", storage)
+    for value in (0.51, 0.53, 0.52):
+        trial = study.ask({"eta": optuna.distributions.FloatDistribution(0.01, 0.3)})
+        trial.report(value, 0)
+        study.tell(trial, value)
+    page = write_report(run, storage, tmp_path).read_text()
+    assert page.startswith("<!DOCTYPE html>")
