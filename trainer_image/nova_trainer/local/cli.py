@@ -90,8 +90,9 @@ def cmd_crd(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nova", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="nova", description="Run and check TrainingRuns on this machine, without a cluster.",
+        epilog="Start with: nova validate run.yaml, then nova run run.yaml (see README.md).")
     parser.add_argument("--log-level", default=os.environ.get("NOVA_LOG_LEVEL", "WARNING"))
     sub = parser.add_subparsers(dest="command", required=True, metavar="command")
     p = sub.add_parser("run", help="run a TrainingRun here, without a cluster")
