@@ -73,9 +73,9 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
             continue
         started: list[int] = []  # the trial this call runs, once Optuna has made it
         try:
-            trial_state = _retrying(lambda: _one_trial(study, objective, started))
+            trial_state = _retrying(lambda started=started: _one_trial(study, objective, started))
         except KeyboardInterrupt:
-            _retrying(lambda: requeue_interrupted(study, started))
+            _retrying(lambda started=started: requeue_interrupted(study, started))
             raise
         ran += 1
         consecutive_failures = consecutive_failures + 1 if trial_state == optuna.trial.TrialState.FAIL else 0
