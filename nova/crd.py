@@ -1,13 +1,13 @@
 """The TrainingRun CustomResourceDefinition, generated from the spec models.
 
-`python -m nova.crd` writes `crds/nova.dev_trainingruns.yaml` (`nova crd` prints it); `tests/unit/test_crd.py` regenerates
-it and fails on any difference, so the schema the API server enforces is always the one the
-operator and trainer parse with. Pydantic's JSON Schema is turned into a *structural* OpenAPI v3
-schema (what `apiextensions.k8s.io/v1` demands): $refs inlined, `anyOf[X, null]` collapsed to X
-(the API server drops nulls of non-nullable fields), `patternProperties` turned into
-`additionalProperties` plus a CEL rule on the keys, free-form values marked
-`x-kubernetes-preserve-unknown-fields`. Anything the converter does not understand raises, so a new
-pydantic construct can never silently weaken the schema.
+`python -m nova.crd` writes `crds/nova.dev_trainingruns.yaml` (`nova crd` prints it);
+`tests/unit/test_crd.py` regenerates it and fails on any difference, so the schema the API server
+enforces is always the one the operator and trainer parse with. Pydantic's JSON Schema is turned
+into a *structural* OpenAPI v3 schema (what `apiextensions.k8s.io/v1` demands): $refs inlined,
+`anyOf[X, null]` collapsed to X (the API server drops nulls of non-nullable fields),
+`patternProperties` turned into `additionalProperties` plus a CEL rule on the keys, free-form values
+marked `x-kubernetes-preserve-unknown-fields`. Anything the converter does not understand raises,
+so a new pydantic construct can never silently weaken the schema.
 """
 
 from __future__ import annotations

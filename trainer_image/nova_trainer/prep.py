@@ -5,7 +5,8 @@ write `<symbol>.arrow` (Arrow IPC / Feather v2, uncompressed: written 25x and re
 snappy Parquet, bench/pipeline.py) atomically (temp file, fsync, rename), then a ready marker
 `<symbol>.ready` (JSON: rows, feature names, sha256 of the shard). A symbol that cannot be prepared
 gets `<symbol>.failed` with the reason; the trainer skips it and the run does not hang. At most
-`prep.maxAhead` shards wait untaken (`<symbol>.taken`: a trainer has loaded it), so disk and memory stay bounded. `_done` marks the end.
+`prep.maxAhead` shards wait untaken (`<symbol>.taken`: a trainer has loaded it), so disk and memory stay
+bounded. `_done` marks the end.
 As a Kubernetes native sidecar (restartPolicy Always) it must not exit when done (the kubelet
 would restart it): `--linger` keeps it alive until SIGTERM, on which it exits 0 at once; a restart
 skips symbols whose marker is already there.

@@ -249,7 +249,8 @@ def _clear_markers(folder: Path) -> None:
 
 def _print_table(run: ResolvedRun, results: dict[str, dict]) -> None:
     metric = run.spec.tuning.metric
-    header = f"{'symbol':>8} {'trials':>6} {'pruned':>6} {'best ' + metric:>12} {'auc':>6} {'sharpe':>7} {'hit':>6} {'rounds':>6}  model"
+    header = (f"{'symbol':>8} {'trials':>6} {'pruned':>6} {'best ' + metric:>12} {'auc':>6} {'sharpe':>7} "
+              f"{'hit':>6} {'rounds':>6}  model")
     print("\n" + header)
     print("-" * len(header))
     for symbol, r in results.items():
@@ -258,6 +259,7 @@ def _print_table(run: ResolvedRun, results: dict[str, dict]) -> None:
             continue
         p, card = r["progress"], r["card"]
         m = card["metrics"]
-        print(f"{symbol:>8} {p.finished:>6} {p.pruned:>6} {card['best_value']:>12.4f} {m.get('auc', float('nan')):>6.3f} "
-              f"{m['sharpe']:>7.2f} {m['hit_rate']:>6.3f} {card['num_boost_round']:>6}  {card['model_file']}")
+        print(f"{symbol:>8} {p.finished:>6} {p.pruned:>6} {card['best_value']:>12.4f} "
+              f"{m.get('auc', float('nan')):>6.3f} {m['sharpe']:>7.2f} {m['hit_rate']:>6.3f} "
+              f"{card['num_boost_round']:>6}  {card['model_file']}")
     sys.stdout.flush()

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import optuna
 import tenacity
@@ -73,9 +74,9 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
             continue
         started: list[int] = []  # the trial this call runs, once Optuna has made it
         try:
-            trial_state = _retrying(lambda started=started: _one_trial(study, objective, started))
+            trial_state = _retrying(partial(_one_trial, study, objective, started))
         except KeyboardInterrupt:
-            _retrying(lambda started=started: requeue_interrupted(study, started))
+            _retrying(partial(requeue_interrupted, study, started))
             raise
         ran += 1
         consecutive_failures = consecutive_failures + 1 if trial_state == optuna.trial.TrialState.FAIL else 0
