@@ -1,13 +1,13 @@
 """The TrainingRun CustomResourceDefinition, generated from the spec models.
 
-`python -m nova.crd` writes `crds/nova.dev_trainingruns.yaml`; `tests/unit/test_crd.py` regenerates
-it and fails on any difference, so the schema the API server enforces is always the one the
-operator and trainer parse with. Pydantic's JSON Schema is turned into a *structural* OpenAPI v3
-schema (what `apiextensions.k8s.io/v1` demands): $refs inlined, `anyOf[X, null]` collapsed to X
-(the API server drops nulls of non-nullable fields), `patternProperties` turned into
-`additionalProperties` plus a CEL rule on the keys, free-form values marked
-`x-kubernetes-preserve-unknown-fields`. Anything the converter does not understand raises, so a new
-pydantic construct can never silently weaken the schema.
+`python -m nova.crd` writes `crds/nova.dev_trainingruns.yaml` (`nova crd` prints it);
+`tests/unit/test_crd.py` regenerates it and fails on any difference, so the schema the API server
+enforces is always the one the operator and trainer parse with. Pydantic's JSON Schema is turned
+into a *structural* OpenAPI v3 schema (what `apiextensions.k8s.io/v1` demands): $refs inlined,
+`anyOf[X, null]` collapsed to X (the API server drops nulls of non-nullable fields),
+`patternProperties` turned into `additionalProperties` plus a CEL rule on the keys, free-form values
+marked `x-kubernetes-preserve-unknown-fields`. Anything the converter does not understand raises,
+so a new pydantic construct can never silently weaken the schema.
 """
 
 from __future__ import annotations
@@ -283,7 +283,19 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    path = Path(argv[0]) if argv else CRD_PATH
+    """`python -m nova.crd` rewrites the committed CRD; `-` prints it instead (as `nova crd` does)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m nova.crd", description="Generate the TrainingRun CRD "
+                                     "from nova/spec.py and nova/status.py.")
+    parser.add_argument("path", nargs="?", default=str(CRD_PATH),
+                        help=f"where to write it (default: {CRD_PATH.relative_to(CRD_PATH.parent.parent)}); "
+                        "'-' for stdout")
+    args = parser.parse_args(argv)
+    if args.path == "-":
+        sys.stdout.write(render())
+        return 0
+    path = Path(args.path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render())
     print(f"wrote {path}")

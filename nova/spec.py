@@ -489,7 +489,12 @@ def format_validation_error(exc: Exception, prefix: str = "") -> str:
                 lines.append("")
             unions[key][1].append(tag)
             continue
-        lines.append(_line(prefix, loc, err["msg"].removeprefix("Value error, ")))
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            from nova.suggest import hint
+
+            msg = "unknown field" + hint(globals().get(exc.title), loc)
+        lines.append(_line(prefix, loc, msg))
     for key, (index, kinds, value) in unions.items():
         wanted = ", ".join(dict.fromkeys(kinds))
         lines[index] = _line(prefix, key, f"must be {wanted} (got {type(value).__name__}: {str(value)[:60]})")

@@ -75,7 +75,14 @@ def describe(exc: BaseException) -> str:
     return mask(text.splitlines()[0]) if text else type(inner).__name__
 
 
+def storage_name(url: str) -> str:
+    """What an error names: a SQLite file by its path (never "localhost"), a server by host:port."""
+    if url.startswith("sqlite"):
+        return url.partition(":///")[2] or "an in-memory SQLite database"
+    return host_of(url)
+
+
 def storage_error(url: str, exc: BaseException, doing: str = "use") -> StorageError:
     """The one-line StorageError a user sees, naming the storage (never its password)."""
-    return StorageError(f"cannot {doing} the Optuna storage at {host_of(url)}: {describe(exc)}",
+    return StorageError(f"cannot {doing} the Optuna storage at {storage_name(url)}: {describe(exc)}",
                         permanent=is_permanent(exc))

@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 
 def nova(*args: str, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nova.cli", *args], capture_output=True, text=True, **kw)
+    return subprocess.run([sys.executable, "-m", "nova_trainer.local.cli", *args], capture_output=True, text=True, **kw)
 
 
 def test_nova_run_tunes_refits_and_reports(write_run, tmp_path):
@@ -43,7 +43,7 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(write_run, tmp_path):
     config = write_run(name="resume", trials=10, workers=1,
                        model={"numBoostRound": 300, "earlyStoppingRounds": None})
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "nova.cli", "run", str(config), "--out", str(out), "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-m", "nova_trainer.local.cli", "run", str(config), "--out", str(out), "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     storage = f"sqlite:///{out / 'optuna.db'}"
     deadline = time.monotonic() + 120

@@ -57,7 +57,7 @@ def test_a_local_run_writes_the_password_nowhere(postgres, secret_db, tmp_path):
     config.write_text(yaml.safe_dump(small_run_manifest(name="leak", trials=3, workers=2)))
     out = tmp_path / "out"
     env = {**os.environ, "NOVA_LOG_LEVEL": "DEBUG"}
-    result = subprocess.run([sys.executable, "-m", "nova.cli", "--log-level", "DEBUG", "run", str(config),
+    result = subprocess.run([sys.executable, "-m", "nova_trainer.local.cli", "--log-level", "DEBUG", "run", str(config),
                              "--storage", url, "--out", str(out), "--no-progress"],
                             capture_output=True, env=env, timeout=360)
     assert result.returncode == 0, result.stderr[-3000:].decode(errors="replace")

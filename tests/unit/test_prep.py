@@ -151,3 +151,54 @@ def test_linger_keeps_the_sidecar_alive_until_sigterm(tmp_path):
     assert proc.poll() is None  # a native sidecar that exits would be restarted by the kubelet
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
+
+
+def test_two_writers_of_one_marker_never_collide(tmp_path):
+    """Local workers share one features folder and write the same `.taken`/`.consumed` markers:
+    raced many times, no writer may fail and no temp file may be left behind (issue 14, bug 1)."""
+    from nova_trainer.prep import _atomic_text
+
+    rounds, errors = 300, []
+    barrier = threading.Barrier(2)
+
+    def writer(n: int) -> None:
+        for i in range(rounds):
+            try:
+                barrier.wait(timeout=10)
+                _atomic_text(tmp_path / f"S{i}.taken", f"writer {n}")
+            except Exception as exc:  # noqa: BLE001 - the test collects every failure
+                errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"{len(errors)} of {2 * rounds} marker writes failed, first: {errors[0]!r}"
+    assert len(list(tmp_path.glob("*.taken"))) == rounds
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_two_consumers_of_one_folder_both_get_every_symbol(tmp_path):
+    """The local runner's layout: one prep, two workers reading the same shards."""
+    run = make_run(symbols=("AAA", "BBB"))
+    produce(run, tmp_path)
+    results: dict[int, list] = {}
+
+    def consumer(n: int) -> None:
+        results[n] = [(s, d) for s, d in consume_shards(run, tmp_path, delete=False)]
+
+    for _ in range(5):
+        for p in tmp_path.glob("*.taken"):
+            p.unlink()
+        for p in tmp_path.glob("*.consumed"):
+            p.unlink()
+        threads = [threading.Thread(target=consumer, args=(n,)) for n in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for n in range(2):
+            assert [s for s, _ in results[n]] == ["AAA", "BBB"]
+            assert not [d for _, d in results[n] if isinstance(d, Exception)]
+    assert not list(tmp_path.glob(".*.tmp"))

@@ -32,15 +32,12 @@ def test_search_space_respects_types_bounds_and_log():
 @pytest.mark.parametrize("kind, cls", [("tpe", optuna.samplers.TPESampler), ("cmaes", optuna.samplers.CmaEsSampler),
                                        ("random", optuna.samplers.RandomSampler)])
 def test_samplers(kind, cls):
-    assert isinstance(make_sampler(SamplerSpec(type=kind, seed=1), worker=2), cls)
-
-
-def test_workers_get_different_seeds():
-    def first(worker):
-        study = optuna.create_study(sampler=make_sampler(SamplerSpec(type="random", seed=1), worker))
-        return study.ask().suggest_float("x", 0, 1)
-
-    assert first(0) != first(1) and first(0) == first(0)
+    assert isinstance(make_sampler(SamplerSpec(type=kind, seed=None)), cls)
+    seeded = make_sampler(SamplerSpec(type=kind, seed=1))
+    study = optuna.create_study(sampler=seeded)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    assert isinstance(seeded._for(study, study.trials[0]), cls)
 
 
 def test_pruners():
@@ -133,3 +130,125 @@ def test_a_trial_that_never_recorded_a_heartbeat_goes_stale_after_the_grace_peri
     assert states[live.number] == TrialState.RUNNING  # it beats: judged by Optuna's own rule
     retry = [t for t in study.get_trials(deepcopy=False) if t.system_attrs.get("failed_trial") == orphan.number]
     assert len(retry) == 1 and retry[0].state == TrialState.WAITING
+
+
+def _seeded_run(name: str = "seeds"):
+    from nova.manifest import parse_run
+    from nova.spec import resolve
+    from tests.conftest import small_run_manifest
+
+    return resolve(parse_run(small_run_manifest(name=name, trials=8)))
+
+
+def _draw(study: optuna.Study, space) -> tuple:
+    trial = study.ask()
+    params = suggest(trial, space)
+    study.tell(trial, 0.5)
+    return tuple(sorted(params.items()))
+
+
+def test_two_runs_at_once_and_a_resume_never_draw_the_same_parameters(tmp_path):
+    """Issue 14, bug 4: the seed was spec seed + worker index, so worker 0 of two processes (two runs
+    of one study at once, or a run and its resume) drew the same startup trials."""
+    from nova_trainer.tuning.storage import open_storage
+    from nova_trainer.tuning.study import open_study
+
+    run = _seeded_run()
+    space = run.spec.tuning.search_space
+    storage = open_storage(f"sqlite:///{tmp_path / 'o.db'}", 1, 4)
+    first, second = open_study(run, "AAA", storage), open_study(run, "AAA", storage)  # two processes
+    draws = []
+    for _ in range(2):
+        draws += [_draw(first, space), _draw(second, space)]
+    resumed = open_study(run, "AAA", storage)  # a later `nova run` of the same run
+    draws += [_draw(resumed, space) for _ in range(4)]
+    assert len(draws) == 8 and len(set(draws)) == 8, f"{8 - len(set(draws))} repeated parameter sets"
+
+
+def test_a_run_alone_is_reproducible_from_its_seed(tmp_path):
+    from nova_trainer.tuning.storage import open_storage
+    from nova_trainer.tuning.study import open_study
+
+    run = _seeded_run()
+    space = run.spec.tuning.search_space
+
+    def sequence(db: str) -> list[tuple]:
+        study = open_study(run, "AAA", open_storage(f"sqlite:///{tmp_path / db}", 1, 4))
+        return [_draw(study, space) for _ in range(7)]  # past TPE's 5 startup trials
+
+    assert sequence("a.db") == sequence("b.db")
+
+
+def test_studies_name_their_metric_for_the_dashboard(tmp_path):
+    from nova_trainer.tuning.storage import open_storage
+    from nova_trainer.tuning.study import open_study
+
+    run = _seeded_run()
+    open_study(run, "AAA", open_storage(f"sqlite:///{tmp_path / 'o.db'}", 1, 4))
+    study = optuna.load_study(study_name=run.study_name("AAA"), storage=f"sqlite:///{tmp_path / 'o.db'}")
+    assert study.metric_names == ["auc"]
+
+
+def test_ctrl_c_with_two_workers_requeues_each_interrupted_trial_once(tmp_path, monkeypatch):
+    """Issue 14, bug 3: both workers hear one Ctrl-C; each re-queued every interrupted trial it saw,
+    so 2 interrupted trials came back as 4 WAITING ones. Two real workers (threads) train on one
+    SQLite study; the re-queue of each is held until both reached it, the unlucky interleaving."""
+    import threading
+
+    from nova_trainer import stopping
+    from nova_trainer.dataset import load_symbol_data
+    from nova_trainer.device import resolve_device
+    from nova_trainer.tuning.storage import open_storage
+    from nova_trainer.tuning.worker import tune_symbol
+
+    run = _seeded_run("ctrlc")
+    run.spec.model.num_boost_round = 100_000  # trials still running when Ctrl-C comes
+    run.spec.model.early_stopping_rounds = None
+    run.spec.tuning.pruner.type = "none"
+    data = load_symbol_data(run.spec, "AAA")
+    url = f"sqlite:///{tmp_path / 'o.db'}"
+    storage = open_storage(url, 1, 60)
+    device = resolve_device("cpu")
+
+    barrier = threading.Barrier(2)
+    real = optuna.storages.RetryHeartbeatStaleTrialCallback.__call__
+
+    def held(self, study, trial):
+        try:
+            barrier.wait(timeout=10)
+        except threading.BrokenBarrierError:
+            pass
+        return real(self, study, trial)
+
+    monkeypatch.setattr(optuna.storages.RetryHeartbeatStaleTrialCallback, "__call__", held)
+    errors: list[BaseException] = []
+
+    def worker(index: int) -> None:
+        try:
+            tune_symbol(run, data, storage, index, device)
+        except KeyboardInterrupt:
+            pass
+        except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        study = optuna.load_study(study_name=run.study_name("AAA"), storage=url)
+        for _ in range(600):
+            if sum(t.state == TrialState.RUNNING for t in study.get_trials(deepcopy=False)) == 2:
+                break
+            threading.Event().wait(0.1)
+        stopping._requested.set()  # what the signal handler does on Ctrl-C
+        for t in threads:
+            t.join(timeout=120)
+    finally:
+        stopping._requested.clear()
+    assert not errors, errors
+    trials = study.get_trials(deepcopy=False)
+    interrupted = [t for t in trials if t.state == TrialState.FAIL and t.user_attrs.get("interrupted")]
+    waiting = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(interrupted) == 2
+    assert len(waiting) == 2, f"{len(waiting)} WAITING trials for {len(interrupted)} interrupted ones"
+    assert sorted(t.system_attrs["failed_trial"] for t in waiting) == sorted(t.number for t in interrupted)

@@ -5,7 +5,8 @@ write `<symbol>.arrow` (Arrow IPC / Feather v2, uncompressed: written 25x and re
 snappy Parquet, bench/pipeline.py) atomically (temp file, fsync, rename), then a ready marker
 `<symbol>.ready` (JSON: rows, feature names, sha256 of the shard). A symbol that cannot be prepared
 gets `<symbol>.failed` with the reason; the trainer skips it and the run does not hang. At most
-`prep.maxAhead` shards wait untaken (`<symbol>.taken`: a trainer has loaded it), so disk and memory stay bounded. `_done` marks the end.
+`prep.maxAhead` shards wait untaken (`<symbol>.taken`: a trainer has loaded it), so disk and memory stay
+bounded. `_done` marks the end.
 As a Kubernetes native sidecar (restartPolicy Always) it must not exit when done (the kubelet
 would restart it): `--linger` keeps it alive until SIGTERM, on which it exits 0 at once; a restart
 skips symbols whose marker is already there.
@@ -21,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,18 +60,34 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _temp_beside(path: Path) -> Path:
+    """A temporary name no other writer uses: local workers share one folder and write the same
+    markers (`.taken`, `.consumed`), so one fixed temp name let one writer's rename steal the
+    other's file (FileNotFoundError). Hidden (leading dot) and `.tmp`, so readers and the prep
+    clean-up know it."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    return Path(name)
+
+
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write a marker whole or not at all; writing the same marker twice, from two writers at
+    once, is harmless (the last rename wins and both wrote the same meaning)."""
+    tmp = _temp_beside(path)
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_shard(folder: Path, data: SymbolData) -> dict:
     paths = _paths(folder, data.symbol)
-    tmp = folder / f".{data.symbol}.{SHARD}.tmp"
+    tmp = _temp_beside(paths[SHARD])
     feather.write_feather(pa.Table.from_pandas(to_frame(data), preserve_index=True), tmp,
                           compression="uncompressed")
     with open(tmp, "rb") as f:

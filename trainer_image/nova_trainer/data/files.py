@@ -40,10 +40,14 @@ def _per_symbol_file(candidates: list[Path], symbol: str) -> Path | None:
 def load(uri: str, symbol: str) -> tuple[pd.DataFrame, str]:
     """Return (raw frame, origin) for `symbol` from `uri`."""
     root = Path(uri)
+    is_glob = any(ch in uri for ch in "*?[")
+    if not is_glob and not root.exists():
+        raise DataError(f"data.uri '{uri}' does not exist (for data.source 'file': a folder of "
+                        "<symbol>.csv|.parquet, one file, or a glob)")
     if root.is_dir():
         candidates = sorted(p for p in root.iterdir() if p.name.endswith(SUFFIXES))
     else:
-        candidates = sorted(Path(p) for p in glob.glob(uri)) if any(ch in uri for ch in "*?[") else [root]
+        candidates = sorted(Path(p) for p in glob.glob(uri)) if is_glob else [root]
     if not candidates:
         raise DataError(f"data.uri '{uri}': no CSV or Parquet files found")
     match = _per_symbol_file(candidates, symbol)
@@ -60,3 +64,17 @@ def load(uri: str, symbol: str) -> tuple[pd.DataFrame, str]:
             raise DataError(f"unknown symbol '{symbol}' in {candidates[0]}; it holds {known}")
         return rows, str(candidates[0])
     raise DataError(f"unknown symbol '{symbol}': no file {symbol}.csv or {symbol}.parquet under '{uri}'")
+
+
+def symbols_in(uri: str) -> list[str]:
+    """The symbols of a folder of per-symbol files (what `nova symbols --source file` lists)."""
+    root = Path(uri)
+    if not root.is_dir():
+        raise DataError(f"data.uri '{uri}' is not a folder of <symbol>.csv|.parquet files")
+    names = []
+    for path in sorted(root.iterdir()):
+        for suffix in SUFFIXES:
+            if path.name.endswith(suffix):
+                names.append(path.name[: -len(suffix)])
+                break
+    return names

@@ -54,6 +54,6 @@ def write_report(run: ResolvedRun, storage: optuna.storages.BaseStorage, out_dir
                 parts.append(f"<p>Parameter importances unavailable: {html.escape(str(exc))}</p>")
         add(_feature_importance(out_dir / f"{symbol}.card.json"))
     path = out_dir / "report.html"
-    path.write_text("<html><head><meta charset='utf-8'><title>Nova report</title></head><body>"
+    path.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'><title>Nova report</title></head><body>"
                     + "\n".join(parts) + "</body></html>")
     return path

@@ -4,47 +4,78 @@ running trials are re-queued) and a second `nova run` resumes the studies where 
 
 from __future__ import annotations
 
+import json
 import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from nova.errors import NovaError
-from nova.secrets import host_of
+from nova.errors import DataError, NovaError, StorageError
+from nova.secrets import host_of, mask
 from nova.spec import ResolvedRun
-from nova_trainer.tuning.storage import STORAGE_URL_ENV, open_storage, resolve_url
+from nova_trainer.tuning.storage import open_storage, resolve_url
 from nova_trainer.tuning.study import open_study
 
 log = logging.getLogger(__name__)
 
 
 def _worker_main(run_json: str, url: str, index: int, out_dir: str, shards: str | None) -> None:
-    """Entry point of one worker process (spawned: a clean interpreter, like a pod)."""
+    """Entry point of one worker process (spawned: a clean interpreter, like a pod).
+
+    The log file stays open for the life of the process (never closed under `sys.stderr`), so a
+    crash's traceback reaches it; a one-line reason goes to `worker-<i>.crash` for the terminal."""
     from nova_trainer import logs
     from nova_trainer.cli import interrupt_on_signals
     from nova_trainer.sources import symbol_stream
     from nova_trainer.tuning.worker import run_worker
 
-    log_path = Path(out_dir) / "logs" / f"worker-{index}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(log_path, "a") as stream:
-        sys.stderr = stream  # anything a library prints goes to the worker's log, not the terminal
-        logs.setup("INFO", stream, prefix=f"worker-{index} ")
+    logs_dir = Path(out_dir) / "logs"
+    stream = _redirect_stderr(logs_dir / f"worker-{index}.log")
+    logs.setup("INFO", stream, prefix=f"worker-{index} ")
+    worker_log = logging.getLogger(__name__)
+    try:
         interrupt_on_signals()
         run = ResolvedRun.from_json(run_json)
-        try:
-            storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
-            # Local workers share one prep folder, so none of them may delete a shard.
-            run_worker(run, storage, index, symbol_stream(run, shards, delete=False))
-        except KeyboardInterrupt:
-            logging.getLogger(__name__).info("interrupted; running trials re-queued")
-            sys.exit(130)
-        except NovaError as exc:
-            logging.getLogger(__name__).error("%s", exc)
-            sys.exit(2)
+        storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
+        # Local workers share one prep folder, so none of them may delete a shard.
+        run_worker(run, storage, index, symbol_stream(run, shards, delete=False))
+    except KeyboardInterrupt:
+        worker_log.info("interrupted; running trials re-queued")
+        sys.exit(130)
+    except NovaError as exc:
+        worker_log.error("%s", exc)
+        _write_crash(logs_dir, index, str(exc))
+        sys.exit(2)
+    except BaseException as exc:
+        if isinstance(exc, SystemExit):
+            raise
+        worker_log.exception("worker %d crashed", index)
+        _write_crash(logs_dir, index, f"{type(exc).__name__}: {exc}")
+        sys.exit(1)
+    finally:
+        stream.flush()
+
+
+def _redirect_stderr(path: Path):
+    """Point the process's stderr, Python's and the C libraries', at the worker's log for good."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stream = open(path, "a", buffering=1)  # noqa: SIM115 - open until the process exits, on purpose
+    os.dup2(stream.fileno(), 2)
+    sys.stderr = stream
+    return stream
+
+
+def crash_path(logs_dir: Path, index: int) -> Path:
+    return logs_dir / f"worker-{index}.crash"
+
+
+def _write_crash(logs_dir: Path, index: int, reason: str) -> None:
+    first = reason.strip().splitlines()[0] if reason.strip() else "unknown error"
+    crash_path(logs_dir, index).write_text(mask(first)[:500])
 
 
 def _prep_main(run_json: str, folder: str, out_dir: str) -> None:
@@ -53,44 +84,69 @@ def _prep_main(run_json: str, folder: str, out_dir: str) -> None:
     from nova_trainer.cli import interrupt_on_signals
     from nova_trainer.prep import produce
 
-    with open(Path(out_dir) / "logs" / "prep.log", "a") as stream:
-        logs.setup("INFO", stream, prefix="prep ")
-        run = ResolvedRun.from_json(run_json)
-        interrupt_on_signals()
-        try:
-            produce(run, Path(folder), max_ahead=len(run.spec.data.symbols))
-        except KeyboardInterrupt:
-            sys.exit(130)
+    stream = _redirect_stderr(Path(out_dir) / "logs" / "prep.log")
+    logs.setup("INFO", stream, prefix="prep ")
+    run = ResolvedRun.from_json(run_json)
+    interrupt_on_signals()
+    try:
+        produce(run, Path(folder), max_ahead=len(run.spec.data.symbols))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    finally:
+        stream.flush()
+
+
+@dataclass
+class LocalRun:
+    """What `nova run` did: per-symbol results and the processes that did not end well."""
+
+    results: dict[str, dict] = field(default_factory=dict)
+    crashed: dict[str, str] = field(default_factory=dict)  # process name -> one-line reason
+
+    @property
+    def exit_code(self) -> int:
+        """0 only when every symbol has a model and no process crashed."""
+        ok = self.results and all("error" not in r for r in self.results.values())
+        return 0 if ok and not self.crashed else 1
 
 
 def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progress: bool = True,
-              report: bool = True) -> dict:
-    """Tune and refit every symbol; return {symbol: card summary}."""
+              report: bool = True) -> LocalRun:
+    """Tune and refit every symbol: the symbols' data is checked first, so a wrong symbol or path
+    stops the run before any process starts, with the reason on the terminal."""
+    from nova_trainer.local.datacheck import check_symbols
     from nova_trainer.local.progress import ProgressBoard
     from nova_trainer.local.report import write_report
     from nova_trainer.refit import refit_symbol
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _writable(out_dir)
     url = resolve_url(out_dir)
-    where = "embedded SQLite " + str(out_dir / "optuna.db") if url.startswith("sqlite") else host_of(url)
+    where = f"embedded SQLite {out_dir / 'optuna.db'}" if url.startswith("sqlite") else host_of(url)
     n_workers = workers or run.spec.tuning.workers
     print(f"nova run {run.name}: {len(run.spec.data.symbols)} symbol(s), {run.spec.tuning.trials} trials each, "
           f"{n_workers} worker(s), storage {where}, output {out_dir}", flush=True)
+    problems = check_symbols(run.spec.data)
+    if problems:
+        raise DataError("\n".join(problems.values()) + "\nfix data.symbols or data.uri; `nova symbols` lists "
+                        "the bundled data")
     (out_dir / "run.json").write_text(run.to_json())
     storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
     for symbol in run.spec.data.symbols:
         open_study(run, symbol, storage)
 
     ctx = mp.get_context("spawn")
-    (out_dir / "logs").mkdir(exist_ok=True)
+    logs_dir = out_dir / "logs"
+    logs_dir.mkdir(exist_ok=True)
     shards = None
     procs = []
     if n_workers > 1:  # one prep process feeds every worker through a shared folder, as in a pod
         shards = str(out_dir / "features")
         _clear_markers(Path(shards))
-        procs.append(ctx.Process(target=_prep_main, name="nova-prep", args=(run.to_json(), shards, str(out_dir))))
-    procs += [ctx.Process(target=_worker_main, name=f"nova-worker-{i}",
-                          args=(run.to_json(), url, i, str(out_dir), shards)) for i in range(n_workers)]
+        procs.append(ctx.Process(target=_prep_main, name="prep", args=(run.to_json(), shards, str(out_dir))))
+    for i in range(n_workers):
+        crash_path(logs_dir, i).unlink(missing_ok=True)
+        procs.append(ctx.Process(target=_worker_main, name=f"worker-{i}",
+                                 args=(run.to_json(), url, i, str(out_dir), shards)))
     for p in procs:
         p.start()
     board = ProgressBoard(run, storage, enabled=progress)
@@ -107,7 +163,7 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
             for p in procs:
                 p.join(timeout=3)
             for p in procs:
-                if p.is_alive():
+                if p.is_alive() and p.pid is not None:
                     os.kill(p.pid, signal.SIGTERM)
     finally:
         for sig, handler in previous.items():
@@ -118,26 +174,70 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
         board.close()
     if interrupted:
         raise KeyboardInterrupt
-    failed_workers = [p.name for p in procs if p.exitcode not in (0, None)]
-    if failed_workers:
-        log.warning("worker(s) %s exited with errors; see %s", failed_workers, out_dir / "logs")
+    outcome = LocalRun(crashed=_crashes(procs, logs_dir))
+    for name, reason in outcome.crashed.items():
+        print(f"error: {name} died: {reason} (log: {logs_dir / (name + '.log')})", file=sys.stderr, flush=True)
 
-    results: dict[str, dict] = {}
     for symbol in run.spec.data.symbols:
         if snapshot[symbol].complete == 0:
-            results[symbol] = {"error": "no complete trial (see logs)"}
+            outcome.results[symbol] = {"error": _why_no_trial(symbol, shards, logs_dir)}
             continue
         try:
             card = refit_symbol(run, symbol, storage, out_dir)
         except NovaError as exc:
-            results[symbol] = {"error": str(exc)}
+            outcome.results[symbol] = {"error": str(exc)}
             continue
-        results[symbol] = {"progress": snapshot[symbol], "card": card}
-    _print_table(run, results)
+        outcome.results[symbol] = {"progress": snapshot[symbol], "card": card}
+    _print_table(run, outcome.results)
     if report:
         path = write_report(run, storage, out_dir)
         print(f"report: {path}")
-    return results
+    return outcome
+
+
+def _writable(out_dir: Path) -> None:
+    """Say which path cannot be written, once, instead of a traceback or a storage retry loop."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / f".nova-write-check-{os.getpid()}"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise NovaError(f"output folder {out_dir} cannot be written ({exc.strerror}); choose another with "
+                        "--out or fix its permissions") from None
+    db = out_dir / "optuna.db"
+    for path in (db, db.with_name("optuna.db-wal"), db.with_name("optuna.db-shm")):
+        if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+            raise StorageError(f"the Optuna storage {path} cannot be written (permission denied); fix its "
+                               "permissions, or use another --out or --storage")
+
+
+def _crashes(procs: list, logs_dir: Path) -> dict[str, str]:
+    """{process name: one-line reason} for every process that did not exit 0."""
+    out = {}
+    for p in procs:
+        if p.exitcode in (0, None):
+            continue
+        crash = logs_dir / f"{p.name}.crash"
+        if crash.exists():
+            out[p.name] = crash.read_text().strip()
+        elif p.exitcode < 0:
+            out[p.name] = f"killed by signal {signal.Signals(-p.exitcode).name}"
+        else:
+            out[p.name] = f"exit code {p.exitcode}"
+    return out
+
+
+def _why_no_trial(symbol: str, shards: str | None, logs_dir: Path) -> str:
+    """The real reason a symbol has no trial, when prep recorded one, rather than 'see logs'."""
+    if shards:
+        failed = Path(shards) / f"{symbol}.failed"
+        if failed.exists():
+            try:
+                return "prep failed: " + json.loads(failed.read_text()).get("reason", "unknown")
+            except ValueError:
+                pass
+    return f"no complete trial (see {logs_dir})"
 
 
 def _clear_markers(folder: Path) -> None:
@@ -149,7 +249,8 @@ def _clear_markers(folder: Path) -> None:
 
 def _print_table(run: ResolvedRun, results: dict[str, dict]) -> None:
     metric = run.spec.tuning.metric
-    header = f"{'symbol':>8} {'trials':>6} {'pruned':>6} {'best ' + metric:>12} {'auc':>6} {'sharpe':>7} {'hit':>6} {'rounds':>6}  model"
+    header = (f"{'symbol':>8} {'trials':>6} {'pruned':>6} {'best ' + metric:>12} {'auc':>6} {'sharpe':>7} "
+              f"{'hit':>6} {'rounds':>6}  model")
     print("\n" + header)
     print("-" * len(header))
     for symbol, r in results.items():
@@ -158,6 +259,7 @@ def _print_table(run: ResolvedRun, results: dict[str, dict]) -> None:
             continue
         p, card = r["progress"], r["card"]
         m = card["metrics"]
-        print(f"{symbol:>8} {p.finished:>6} {p.pruned:>6} {card['best_value']:>12.4f} {m.get('auc', float('nan')):>6.3f} "
-              f"{m['sharpe']:>7.2f} {m['hit_rate']:>6.3f} {card['num_boost_round']:>6}  {card['model_file']}")
+        print(f"{symbol:>8} {p.finished:>6} {p.pruned:>6} {card['best_value']:>12.4f} "
+              f"{m.get('auc', float('nan')):>6.3f} {m['sharpe']:>7.2f} {m['hit_rate']:>6.3f} "
+              f"{card['num_boost_round']:>6}  {card['model_file']}")
     sys.stdout.flush()

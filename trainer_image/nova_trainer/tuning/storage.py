@@ -21,8 +21,7 @@ import sqlalchemy
 import tenacity
 
 from nova.errors import StorageError
-from nova.secrets import host_of
-from nova.storage_errors import describe, is_driver_error, is_transient, storage_error
+from nova.storage_errors import describe, is_driver_error, is_transient, storage_error, storage_name
 from nova.storage_url import grpc_address, normalize
 from nova_trainer.tuning.grpc_storage import GrpcHeartbeatStorage
 from nova_trainer.tuning.rdb_storage import HeartbeatRDBStorage
@@ -58,11 +57,13 @@ def open_storage(url: str, heartbeat_seconds: int, grace_seconds: int, attempts:
 
     def before_sleep(state: tenacity.RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        log.warning("storage at %s not ready (%s); retry %d/%d", host_of(url), describe(exc) if exc else "?",
+        log.warning("storage at %s not ready (%s); retry %d/%d", storage_name(url), describe(exc) if exc else "?",
                     state.attempt_number, attempts)
 
+    # A local SQLite file can be opened and written or not: waiting changes nothing.
+    retry_if = (lambda exc: False) if url.startswith("sqlite") else is_transient
     retrying = tenacity.Retrying(
-        retry=tenacity.retry_if_exception(is_transient), stop=tenacity.stop_after_attempt(attempts),
+        retry=tenacity.retry_if_exception(retry_if), stop=tenacity.stop_after_attempt(attempts),
         wait=tenacity.wait_exponential(multiplier=backoff_seconds, max=60), before_sleep=before_sleep,
         reraise=True)
     try:

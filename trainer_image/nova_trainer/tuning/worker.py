@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import partial
 
 import optuna
 import tenacity
@@ -52,7 +53,7 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
                 deadline: float | None = None) -> SymbolOutcome:
     spec = run.spec
     budget = spec.tuning.trials
-    study = _retrying(lambda: open_study(run, data.symbol, storage, worker))
+    study = _retrying(lambda: open_study(run, data.symbol, storage))
     objective = Objective(data, spec, device)
     ran, consecutive_failures = 0, 0
     while True:
@@ -71,10 +72,11 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
             stopping.wait(min(spec.tuning.heartbeat_seconds, 2))
             _retrying(lambda: optuna.storages.fail_stale_trials(study))
             continue
+        started: list[int] = []  # the trial this call runs, once Optuna has made it
         try:
-            trial_state = _retrying(lambda: _one_trial(study, objective))
+            trial_state = _retrying(partial(_one_trial, study, objective, started))
         except KeyboardInterrupt:
-            _retrying(lambda: requeue_interrupted(study))
+            _retrying(partial(requeue_interrupted, study, started))
             raise
         ran += 1
         consecutive_failures = consecutive_failures + 1 if trial_state == optuna.trial.TrialState.FAIL else 0
@@ -85,8 +87,10 @@ def tune_symbol(run: ResolvedRun, data: SymbolData, storage: optuna.storages.Bas
     return SymbolOutcome(data.symbol, _retrying(lambda: progress(study)), ran)
 
 
-def _one_trial(study: optuna.Study, objective: Objective) -> optuna.trial.TrialState:
-    started: list[int] = []  # the trial this call runs, once Optuna has made it
+def _one_trial(study: optuna.Study, objective: Callable[[optuna.Trial], float],
+               started: list[int] | None = None) -> optuna.trial.TrialState:
+    """Run one trial; `started` receives its id as soon as Optuna has made it."""
+    started = [] if started is None else started
 
     def recorded(trial: optuna.Trial) -> float:
         started.append(trial_storage_id(trial))
@@ -143,13 +147,16 @@ def fail_orphan(study: optuna.Study, trial_id: int) -> bool:
     return True
 
 
-def requeue_interrupted(study: optuna.Study) -> int:
-    """Re-queue trials that Ctrl-C or SIGTERM cut short, so they do not eat the budget."""
-    trials = study.get_trials(deepcopy=False)
-    retried = retried_numbers(trials)
+def requeue_interrupted(study: optuna.Study, trial_ids: list[int]) -> int:
+    """Re-queue the trials that Ctrl-C or SIGTERM cut short in this process, so they do not eat the
+    budget. Only this process's own: every worker of a run hears the same Ctrl-C, and when each
+    re-queued every interrupted trial it saw, one interrupted trial came back once per worker."""
+    storage = study_storage(study)
+    retried = retried_numbers(study.get_trials(deepcopy=False))
     requeue = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=1)
     count = 0
-    for t in trials:
+    for trial_id in trial_ids:
+        t = storage.get_trial(trial_id)
         if t.state == optuna.trial.TrialState.FAIL and t.user_attrs.get("interrupted") and t.number not in retried:
             requeue(study, t)
             count += 1
