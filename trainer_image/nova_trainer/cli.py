@@ -69,6 +69,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_refit(args) -> int:
+    from nova_trainer.model_card import status_evaluation
     from nova_trainer.refit import refit_symbol
     from nova_trainer.tuning.storage import open_storage, resolve_url
 
@@ -84,7 +85,7 @@ def cmd_refit(args) -> int:
             summary[symbol] = {"error": str(exc)}
             continue
         summary[symbol] = {"best_value": card["best_value"], "metrics": card["metrics"],
-                           "model": card["model_file"]}
+                           "model": card["model_file"], "evaluation": status_evaluation(card)}
         print(f"{symbol}: best {run.spec.tuning.metric}={card['best_value']:.4f} -> {out / card['model_file']}")
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     return 0 if any("error" not in s for s in summary.values()) else 1
