@@ -55,8 +55,10 @@ def pbo_cscv(returns: np.ndarray, partitions: int = 16) -> PboResult:
     blocks = m.reshape(partitions, size, n_trials)
     s1, s2 = blocks.sum(axis=1), (blocks**2).sum(axis=1)  # S x N
     combos = np.array(list(itertools.combinations(range(partitions), partitions // 2)))
+    pick = np.zeros((len(combos), partitions))
+    np.put_along_axis(pick, combos, 1.0, axis=1)  # C x S indicator of the in-sample blocks
     n_half = size * partitions // 2
-    train1, train2 = s1[combos].sum(axis=1), s2[combos].sum(axis=1)  # C x N
+    train1, train2 = pick @ s1, pick @ s2  # C x N, one matrix product each
     test1, test2 = s1.sum(axis=0) - train1, s2.sum(axis=0) - train2
     sr_in, sr_out = _sharpe(train1, train2, n_half), _sharpe(test1, test2, n_half)
     best = np.argmax(sr_in, axis=1)
