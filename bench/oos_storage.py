@@ -73,11 +73,13 @@ def main() -> None:
     rows.append(["SQLite study grown by (1,000 trials' attributes)", sqlite_added, round(sqlite_added / 1e6, 3)])
     print(f"{TRIALS} trials x {FOLDS} folds x {BARS} bars")
     print(table(["encoding", "bytes", "MB"], rows))
-    print(f"encoding + storing 1,000 records: {write_s:.2f} s ({write_s:.1f} ms per trial); reading every trial back: {read_s:.2f} s "
+    print(f"encoding + storing 1,000 records: {write_s:.2f} s ({write_s:.1f} ms per trial); "
+          f"reading every trial back: {read_s:.2f} s "
           f"({len(loaded)} trials)")
     write_result("oos_storage", {"trials": TRIALS, "folds": FOLDS, "bars": BARS, "bytes": sizes,
                                  "sqlite_bytes_added": sqlite_added, "write_s": write_s, "read_s": read_s,
-                                 "choice": "trial attribute (int8 positions, zlib+base64) + shared bars as a study attribute"})
+                                 "choice": "trial attribute (int8 positions, zlib+base64) + shared bars "
+                                           "as a study attribute"})
 
 
 if __name__ == "__main__":

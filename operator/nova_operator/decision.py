@@ -16,8 +16,16 @@ from typing import Any
 
 from nova.budget import TrialCounts
 from nova.spec import ResolvedRun
-from nova.status import (BestParam, Condition, ModelStatus, RunStatus, StudyStatus, SymbolEvaluation,
-                         SymbolModel, WorkerStatus)
+from nova.status import (
+    BestParam,
+    Condition,
+    ModelStatus,
+    RunStatus,
+    StudyStatus,
+    SymbolEvaluation,
+    SymbolModel,
+    WorkerStatus,
+)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -126,7 +126,8 @@ def test_close_only_series_trains_on_the_close_features(tmp_path, caplog):
     days = pd.bdate_range("2005-01-03", periods=400)
     pd.DataFrame({"DATE": days.strftime("%Y-%m-%d"), "close": bars_frame(400)["close"]}).to_csv(
         tmp_path / "DGS10.csv", index=False)
-    with pytest.raises(DataError, match=r"missing column\(s\) \['open', 'high', 'low', 'volume'\].*data.columns: close"):
+    missing = r"missing column\(s\) \['open', 'high', 'low', 'volume'\].*data.columns: close"
+    with pytest.raises(DataError, match=missing):
         load(tmp_path, "DGS10")
     bars = load(tmp_path, "DGS10", columns="close")
     assert (bars["open"] == bars["close"]).all() and bars["volume"].isna().all()

@@ -12,7 +12,12 @@ from scipy import stats
 from nova_trainer.evaluation.baseline import constant_note, identical_trials
 from nova_trainer.evaluation.costs import net_returns, turnover
 from nova_trainer.evaluation.deflated_sharpe import (
-    EULER_GAMMA, deflated_sharpe, expected_max_sharpe, probabilistic_sharpe, sharpe)
+    EULER_GAMMA,
+    deflated_sharpe,
+    expected_max_sharpe,
+    probabilistic_sharpe,
+    sharpe,
+)
 from nova_trainer.evaluation.oos import Bars, OutOfSample, decode, encode, positions_of
 from nova_trainer.evaluation.pbo import n_combinations, pbo_cscv
 

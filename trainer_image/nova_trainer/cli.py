@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from nova.config import load_resolved
 from nova.errors import NovaError, run_command
@@ -76,7 +77,7 @@ def cmd_refit(args) -> int:
     run = load_resolved(args.config)
     out = _out_dir(args, run)
     storage = open_storage(resolve_url(out), run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for symbol in [args.symbol] if args.symbol else run.spec.data.symbols:
         try:
             card = refit_symbol(run, symbol, storage, out)

@@ -20,8 +20,8 @@ from nova.intervals import bars_per_year
 from nova.spec import METRIC_DIRECTION, TrainingRunSpec
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice
-from nova_trainer.matrices import make_matrices
 from nova_trainer.evaluation.oos import OutOfSample
+from nova_trainer.matrices import make_matrices
 from nova_trainer.metrics import fold_metrics, positions, sharpe_ratio, strategy_returns, summarize
 from nova_trainer.walk_forward import Holdout, Split, check_no_overlap, holdout_split, walk_forward_splits
 

@@ -20,11 +20,11 @@ class _ProbeBars(Bars):
         super().__init__(frame)
         self.used: set[str] = set()
 
-    open = property(lambda self: self._use("open"))  # type: ignore[assignment]
-    high = property(lambda self: self._use("high"))  # type: ignore[assignment]
-    low = property(lambda self: self._use("low"))  # type: ignore[assignment]
-    close = property(lambda self: self._use("close"))  # type: ignore[assignment]
-    volume = property(lambda self: self._use("volume"))  # type: ignore[assignment]
+    open = property(lambda self: self._use("open"))
+    high = property(lambda self: self._use("high"))
+    low = property(lambda self: self._use("low"))
+    close = property(lambda self: self._use("close"))
+    volume = property(lambda self: self._use("volume"))
 
     def _use(self, column: str) -> np.ndarray:
         self.used.add(column)
