@@ -169,8 +169,8 @@ def test_out_of_sample_record_round_trips_compactly():
     bars = Bars.from_attr(oos.study_attr())
     np.testing.assert_array_equal(bars.fwd_return, fwd)
     np.testing.assert_array_equal(bars.dates, dates)
-    attrs = oos.trial_attrs()
+    attrs = {"oos": oos.trial_attr()}
     np.testing.assert_array_equal(positions_of(attrs, bars.digest), pos)
-    assert positions_of(attrs, "other-bars") is None
-    assert len(attrs["oos_positions"]) < 400  # 1,250 bars: ~1 bit each after zlib, base64
+    assert positions_of(attrs, "other-bars") is None and positions_of({}, bars.digest) is None
+    assert len(attrs["oos"]["positions"]) < 400  # 1,250 bars: ~1 bit each after zlib, base64
     np.testing.assert_array_equal(decode(encode(fwd, "float64"), "float64"), fwd)

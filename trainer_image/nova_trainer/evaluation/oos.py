@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-TRIAL_KEY = "oos_positions"
-DIGEST_KEY = "oos_digest"
+TRIAL_KEY = "oos"  # one attribute per trial: each is a write (a transaction) in an RDB storage
 STUDY_KEY = "oos_bars"
 
 
@@ -49,8 +48,8 @@ class OutOfSample:
         h.update(str(self.fold_sizes).encode())
         return h.hexdigest()[:16]
 
-    def trial_attrs(self) -> dict[str, Any]:
-        return {TRIAL_KEY: encode(self.positions, "int8"), DIGEST_KEY: self.digest()}
+    def trial_attr(self) -> dict[str, str]:
+        return {"digest": self.digest(), "positions": encode(self.positions, "int8")}
 
     def study_attr(self) -> dict[str, Any]:
         stamps = self.dates.astype("datetime64[ns]").astype("int64")
@@ -76,6 +75,7 @@ class Bars:
 
 def positions_of(attrs: dict[str, Any], digest: str) -> np.ndarray | None:
     """A trial's positions if it was scored on the bars with `digest`, else None."""
-    if attrs.get(DIGEST_KEY) != digest or TRIAL_KEY not in attrs:
+    record = attrs.get(TRIAL_KEY)
+    if not isinstance(record, dict) or record.get("digest") != digest:
         return None
-    return decode(attrs[TRIAL_KEY], "int8")
+    return decode(record["positions"], "int8")

@@ -7,7 +7,7 @@ import optuna
 from nova.spec import TrainingRunSpec
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice
-from nova_trainer.evaluation.oos import STUDY_KEY
+from nova_trainer.evaluation.oos import STUDY_KEY, TRIAL_KEY
 from nova_trainer.train import evaluate, observation
 from nova_trainer.tuning.pruners import FoldPruningCallback, RoundCounter, SnapshotPruning
 from nova_trainer.tuning.search_space import suggest
@@ -53,6 +53,5 @@ class Objective:
         trial.set_user_attr("device", result.device)
         if result.oos is not None:
             self._store_bars(trial.study, result.oos.digest(), result.oos.study_attr)
-            for key, value in result.oos.trial_attrs().items():
-                trial.set_user_attr(key, value)
+            trial.set_user_attr(TRIAL_KEY, result.oos.trial_attr())
         return result.value(self.spec.tuning.metric)
