@@ -186,12 +186,12 @@ def validate_bars(raw: pd.DataFrame, symbol: str, origin: str, interval: str = "
     df = df.assign(high=df[PRICES].max(axis=1), low=df[PRICES].min(axis=1))
     if df.empty:
         raise DataError(f"{where}: no valid rows left after validation")
-    warn_split_like_jumps(df, where)
     return df
 
 
 def clip_range(df: pd.DataFrame, symbol: str, start, end, origin: str) -> pd.DataFrame:
-    """Keep [start, end] (inclusive days); an empty window is an error naming the range we do have."""
+    """Keep [start, end] (inclusive days); an empty window is an error naming the range we do have.
+    Split-like jumps are looked for in the window kept (the bars the run will use)."""
     out = df
     if start is not None:
         out = out[out.index >= pd.Timestamp(start)]
@@ -200,4 +200,5 @@ def clip_range(df: pd.DataFrame, symbol: str, start, end, origin: str) -> pd.Dat
     if out.empty:
         raise DataError(f"{symbol} ({origin}): no bars between {start or 'the start'} and {end or 'the end'}; "
                         f"the data covers {df.index[0].date()} to {df.index[-1].date()}")
+    warn_split_like_jumps(out, f"{symbol} ({origin})")
     return out

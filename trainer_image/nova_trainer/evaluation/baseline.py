@@ -18,8 +18,8 @@ def constant_note(positions: np.ndarray) -> str | None:
     long_share = float(np.mean(positions > 0))
     short_share = float(np.mean(positions < 0))
     if long_share >= CONSTANT_SHARE:
-        return (f"effectively constant: long on {long_share:.0%} of test bars, so its returns are "
-                "close to buy-and-hold's")
+        return (f"effectively constant: long on {long_share:.0%} of test bars; its edge over "
+                "buy-and-hold comes from the few other bars")
     if short_share >= CONSTANT_SHARE:
         return f"effectively constant: short on {short_share:.0%} of test bars (inverse buy-and-hold)"
     return None
