@@ -50,6 +50,15 @@ def test_daily_bars_east_of_utc_keep_their_local_date(tmp_path):
     assert np.isclose(dow.iloc[0], 1.0, atol=1e-6)  # Monday is phase 0; the UTC date, a Sunday, is 6/7
 
 
+def test_daily_instants_from_a_database_are_dated_in_data_timezone(tmp_path):
+    days = pd.bdate_range("2005-01-10", periods=300)
+    frame = bars_frame(300)
+    frame.insert(0, "timestamp", (days.tz_localize("Asia/Tokyo")).tz_convert("UTC"))  # as timestamptz returns
+    frame.to_parquet(tmp_path / "X.parquet")
+    assert load(tmp_path).index[0] == pd.Timestamp("2005-01-09")  # the UTC date, without a zone to say
+    assert (load(tmp_path, timezone="Asia/Tokyo").index == days).all()
+
+
 def test_intraday_bars_keep_their_instant_and_calendar_reads_the_exchange_clock(tmp_path):
     stamps = pd.date_range("2024-03-01 09:30", periods=300, freq="h", tz="America/New_York")
     write_csv(tmp_path, "X", [s.isoformat() for s in stamps])

@@ -24,7 +24,6 @@ Policy (stated once, applied to every source):
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,15 +53,17 @@ def _locator(raw: pd.DataFrame) -> Locate:
 
 
 def _to_timestamp_index(df: pd.DataFrame, where: str, daily: bool, date_format: str | None,
-                        locate: Locate) -> pd.DataFrame:
+                        locate: Locate, timezone: str | None = None) -> pd.DataFrame:
     if not isinstance(df.index, pd.DatetimeIndex):
         time_col = next((c for c in TIME_COLUMNS if c in df.columns), None)
         if time_col is None:
             raise DataError(f"{where}: no time column; expected one of {list(TIME_COLUMNS)} "
                             f"(found columns {list(df.columns)[:12]})")
-        stamps = parse_times(df[time_col], where, time_col, daily, date_format, locate)
+        stamps = parse_times(df[time_col], where, time_col, daily, date_format, locate, timezone)
         df = df.drop(columns=[time_col]).set_index(stamps)
     elif df.index.tz is not None:
+        if daily and timezone:
+            df = df.tz_convert(timezone)
         df = df.tz_localize(None) if daily else df.tz_convert(None)
     if daily and isinstance(df.index, pd.DatetimeIndex):
         df.index = df.index.normalize()
@@ -125,14 +126,14 @@ def warn_split_like_jumps(df: pd.DataFrame, where: str) -> list[str]:
 
 def validate_bars(raw: pd.DataFrame, symbol: str, origin: str, interval: str = "1d",
                   date_format: str | None = None, adjust: str = "auto", columns: str = "ohlcv",
-                  **_: Any) -> pd.DataFrame:
+                  timezone: str | None = None) -> pd.DataFrame:
     """Return the validated frame or raise DataError naming `symbol` and `origin` (file, table...)."""
     where = f"{symbol} ({origin})"
     if raw is None or len(raw) == 0:
         raise DataError(f"{where}: no rows")
     locate = _locator(raw)
     df = raw.rename(columns=lambda c: str(c).strip().lower().replace(" ", "_"))
-    df = _to_timestamp_index(df, where, interval == "1d", date_format, locate)
+    df = _to_timestamp_index(df, where, interval == "1d", date_format, locate, timezone)
     need = ["close"] if columns == "close" else OHLCV
     missing = [c for c in need if c not in df.columns]
     if missing:

@@ -67,9 +67,11 @@ def _first_bad(parsed: pd.Series, values: pd.Series, where: str, column: str, lo
 
 
 def parse_times(raw: pd.Series, where: str, column: str, daily: bool, date_format: str | None,
-                locate: Locate) -> pd.DatetimeIndex:
+                locate: Locate, timezone: str | None = None) -> pd.DatetimeIndex:
     """Naive timestamps: local dates for daily bars, UTC instants for intraday ones."""
-    if isinstance(raw.dtype, pd.DatetimeTZDtype):  # Parquet with a zone: the zone's wall clock is local
+    if isinstance(raw.dtype, pd.DatetimeTZDtype):  # Parquet or timestamptz: the zone's wall clock is local
+        if daily and timezone:  # a database hands instants back in its session zone: read the exchange's
+            raw = raw.dt.tz_convert(timezone)
         out = raw.dt.tz_localize(None) if daily else raw.dt.tz_convert("UTC").dt.tz_localize(None)
         return pd.DatetimeIndex(out.dt.normalize() if daily else out)
     if pd.api.types.is_datetime64_dtype(raw.dtype):
