@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import optuna
 
 from nova.spec import TrainingRunSpec
@@ -25,7 +28,7 @@ class Objective:
             self._pruning = SnapshotPruning(study)
         return self._pruning
 
-    def _store_bars(self, study: optuna.Study, digest: str, attr) -> None:
+    def _store_bars(self, study: optuna.Study, digest: str, attr: Callable[[], dict[str, Any]]) -> None:
         """The test bars' forward returns and dates, once per study (every worker scores the same)."""
         if self._bars_stored == digest:
             return
