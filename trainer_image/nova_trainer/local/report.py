@@ -165,7 +165,8 @@ def _sharpe_distribution(card: dict[str, Any], detail: dict[str, Any]) -> go.Fig
     ev = card["evaluation"]
     fig = go.Figure(go.Histogram(x=detail["trial_sharpes_net"], nbinsx=40, name="trials"))
     for x, label, color in ((ev["expected_max_sharpe"], "E[max] under the null", "#d62728"),
-                            (ev["sharpe_net"], f"selected #{ev['trial']}", "#2ca02c"), (0.0, "0", "#7f7f7f")):
+                            (ev["sharpe_net"], f"selected #{ev['trial']}", "#2ca02c"),
+                            (ev["buy_hold_sharpe_net"], "buy-and-hold", "#7f7f7f")):
         fig.add_vline(x=x, line={"color": color, "dash": "dash"}, annotation_text=label)
     fig.update_layout(title=f"Net Sharpe of {len(detail['trial_sharpes_net'])} trials against the best "
                       "expected from as many trials of noise", xaxis_title="annualised net Sharpe",
