@@ -69,6 +69,19 @@ class DataSpec(SpecModel):
     query: str | None = Field(None, max_length=4096, description="postgres: a query with a %(symbol)s parameter")
     secret_ref: SecretRef | None = Field(None, description="postgres: Secret holding the database URL")
     bars: int = Field(2520, ge=300, le=5_000_000, description="synthetic: bars per symbol")
+    timezone: str | None = Field(
+        None, max_length=64, pattern=r"^[A-Za-z0-9_+/-]+$",
+        description="The exchange's IANA zone (e.g. Asia/Tokyo) for calendar features of intraday bars; "
+        "daily bars are dated by their local date whatever the zone")
+    date_format: str | None = Field(
+        None, max_length=64, description="strftime format of the time column (e.g. %d/%m/%Y); "
+        "default: inferred once for the whole column, an ambiguous column is refused")
+    adjust: Literal["auto", "none", "adjClose"] = Field(
+        "auto", description="auto: adjust OHLC by adj_close/close when an Adj Close column is present; "
+        "adjClose: require it; none: use the prices as they are")
+    columns: Literal["ohlcv", "close"] = Field(
+        "ohlcv", description="close: a close-only series (an index or a FRED series); only the "
+        "close-based features are built")
     seed: int = Field(7, ge=0, description="synthetic: random seed")
 
     @model_validator(mode="after")
@@ -130,10 +143,37 @@ class WalkForwardSpec(SpecModel):
         return self
 
 
+class HoldoutSpec(SpecModel):
+    """Bars at the end of the window that no trial, selection or feature ranking sees."""
+
+    enabled: bool = Field(True, description="Keep a final holdout, scored once for the selected trial")
+    fraction: float = Field(0.1, gt=0.0, le=0.5, description="Share of the bars held out; at least "
+                            "one walk-forward test window, after a gap of validation.walkForward.gap")
+
+
 class ValidationSpec(SpecModel):
     """How every trial is scored out of sample."""
 
     walk_forward: WalkForwardSpec = Field(default_factory=WalkForwardSpec)
+    holdout: HoldoutSpec = Field(default_factory=HoldoutSpec)
+
+
+class EvaluationSpec(SpecModel):
+    """How the tuned strategy is judged after tuning."""
+
+    model_config = ConfigDict(json_schema_extra=_cel(
+        ("self.pboPartitions % 2 == 0", "evaluation.pboPartitions must be even")))
+
+    cost_bps: float = Field(1.0, ge=0.0, le=10_000.0, description="Trading cost in basis points per "
+                            "unit of turnover; net Sharpe, DSR and PBO use returns net of it")
+    pbo_partitions: int = Field(16, ge=2, le=24, description="S, the blocks of the Probability of "
+                                "Backtest Overfitting's combinatorially symmetric cross-validation")
+
+    @model_validator(mode="after")
+    def _check(self) -> EvaluationSpec:
+        if self.pbo_partitions % 2:
+            raise ValueError("evaluation.pboPartitions must be even")
+        return self
 
 
 class ModelSpec(SpecModel):
@@ -254,6 +294,9 @@ class TuningSpec(SpecModel):
     trials: int = Field(50, ge=1, le=100_000, description="Trial budget per symbol, across all workers")
     workers: int = Field(1, ge=1, le=1000, description="Worker pods (or local processes)")
     metric: Metric = Field("auc", description="What a trial is scored by: auc, logloss, accuracy, sharpe, rmse")
+    selection: Literal["best", "deflated"] = Field(
+        "best", description="Trial to refit: best (by the metric) or deflated (the highest Deflated "
+        "Sharpe Ratio of the net out-of-sample returns, so a large study does not pick a lucky outlier)")
     direction: Literal["maximize", "minimize"] | None = Field(None, description="Defaults from the metric")
     sampler: SamplerSpec = Field(default_factory=SamplerSpec)
     pruner: PrunerSpec = Field(default_factory=PrunerSpec)
@@ -377,6 +420,7 @@ class TrainingRunSpec(SpecModel):
     features: FeaturesSpec = Field(default_factory=FeaturesSpec)
     target: TargetSpec = Field(default_factory=TargetSpec)
     validation: ValidationSpec = Field(default_factory=ValidationSpec)
+    evaluation: EvaluationSpec = Field(default_factory=EvaluationSpec)
     model: ModelSpec = Field(default_factory=ModelSpec)
     tuning: TuningSpec = Field(default_factory=TuningSpec)
     gpu: GpuSpec = Field(default_factory=GpuSpec)

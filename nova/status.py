@@ -61,6 +61,23 @@ class StudyStatus(StatusModel):
     best_params: list[BestParam] = Field(default_factory=list, description="Parameters of the best trial")
 
 
+class SymbolEvaluation(StatusModel):
+    """How far the selected trial can be trusted (computed by the refit from every trial's
+    out-of-sample returns, net of evaluation.costBps). Sharpe ratios are annualised."""
+
+    selection: str | None = Field(None, description="tuning.selection: best or deflated")
+    trial: int | None = Field(None, description="The trial refitted")
+    trials: int | None = Field(None, ge=0, description="Trials counted by the DSR (complete and pruned)")
+    sharpe_gross: float | None = Field(None, description="Out-of-sample Sharpe before costs, all folds")
+    sharpe_net: float | None = Field(None, description="The same after costs")
+    dsr: float | None = Field(None, description="Deflated Sharpe Ratio: P(true Sharpe > 0) given the trials")
+    expected_max_sharpe: float | None = Field(None, description="Expected best Sharpe of as many trials of pure noise")
+    pbo: float | None = Field(None, description="Probability of Backtest Overfitting (CSCV)")
+    holdout_sharpe_net: float | None = Field(None, description="Net Sharpe on the untouched holdout, scored once")
+    buy_hold_sharpe: float | None = Field(None, description="Buy-and-hold over the same test bars")
+    note: str | None = Field(None, max_length=1024, description="e.g. the model is effectively constant")
+
+
 class SymbolModel(StatusModel):
     """One symbol's refitted model."""
 
@@ -68,6 +85,7 @@ class SymbolModel(StatusModel):
     file: str | None = Field(None, description="Model file, relative to model.uri")
     best_value: float | None = Field(None, description="Best value of the tuning metric of its study")
     metrics: dict[str, float] = Field(default_factory=dict, description="Walk-forward metrics of the refit")
+    evaluation: SymbolEvaluation | None = Field(None, description="DSR, PBO, net Sharpe, holdout, baseline")
     error: str | None = Field(None, description="Why this symbol was not refitted")
 
 

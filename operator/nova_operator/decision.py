@@ -16,7 +16,16 @@ from typing import Any
 
 from nova.budget import TrialCounts
 from nova.spec import ResolvedRun
-from nova.status import BestParam, Condition, ModelStatus, RunStatus, StudyStatus, SymbolModel, WorkerStatus
+from nova.status import (
+    BestParam,
+    Condition,
+    ModelStatus,
+    RunStatus,
+    StudyStatus,
+    SymbolEvaluation,
+    SymbolModel,
+    WorkerStatus,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +122,16 @@ def _best(run: ResolvedRun, studies: list[StudyProgress]) -> tuple[float | None,
     return value, symbol
 
 
+def _evaluation(item: Any) -> SymbolEvaluation | None:
+    """The refit's per-symbol statistics, or None when absent or not of the expected shape."""
+    if not isinstance(item, dict):
+        return None
+    try:
+        return SymbolEvaluation.model_validate(item)
+    except ValueError:
+        return None
+
+
 def parse_refit_result(run: ResolvedRun, out_uri: str, result: str | None,
                        studies: list[StudyProgress]) -> ModelStatus:
     """status.model from the refit's summary (termination message); best values from the studies
@@ -134,7 +153,7 @@ def parse_refit_result(run: ResolvedRun, out_uri: str, result: str | None,
             metrics = {k: float(v) for k, v in (item.get("metrics") or {}).items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
             symbols.append(SymbolModel(symbol=symbol, file=item.get("model"), best_value=item.get("best_value"),
-                                       metrics=metrics))
+                                       metrics=metrics, evaluation=_evaluation(item.get("evaluation"))))
         else:
             symbols.append(SymbolModel(symbol=symbol, best_value=study.best_value if study else None))
     return ModelStatus(uri=out_uri, symbols=symbols)

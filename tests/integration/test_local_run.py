@@ -26,16 +26,22 @@ def test_nova_run_tunes_refits_and_reports(write_run, tmp_path):
     out = tmp_path / "out"
     result = nova("run", str(config), "--out", str(out), "--no-progress", timeout=500)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "AAA" in result.stdout and "BBB" in result.stdout and "best auc" in result.stdout
+    assert "AAA" in result.stdout and "BBB" in result.stdout
+    header = next(line for line in result.stdout.splitlines() if line.strip().startswith("symbol"))
+    assert header.split()[:5] == ["symbol", "trials", "pruned", "trial", "auc"]
+    assert {"net", "DSR", "E[max]", "PBO", "hold.net", "B&H"} <= set(header.split())
     for symbol in ("AAA", "BBB"):
         card = json.loads((out / f"{symbol}.card.json").read_text())
         assert (out / f"{symbol}.ubj").stat().st_size > 0
         assert card["device"]["used"] == "cpu" and card["best_value"] > 0
         assert len(card["folds"]) == 2 and card["features"]
+        assert 0 <= card["evaluation"]["dsr"] <= 1 and 0 <= card["evaluation"]["pbo"] <= 1
+        assert card["holdout"]["rows"] > 0
         study = optuna.load_study(study_name=f"default.local.{symbol}", storage=f"sqlite:///{out / 'optuna.db'}")
         finished = [t for t in study.trials if t.state.is_finished()]
         assert 6 <= len(finished) <= 7
-    assert (out / "report.html").stat().st_size > 100_000  # plotly.js embedded: opens offline
+    report = (out / "report.html").read_text()
+    assert report.startswith("<!DOCTYPE html>") and 1_000_000 < len(report) < 5_000_000  # plotly.js inlined once
     assert (out / "logs" / "prep.log").exists()  # one prep process fed both workers
 
 

@@ -40,11 +40,25 @@ def test_defaults_resolve_and_round_trip_through_run_json():
     ({"data": {"symbols": ["AAPL"], "source": "file"}}, "data.uri is required"),
     ({"target": {"kind": "return"}}, "needs target.kind 'direction'"),
     ({"unknownField": 1}, "spec.unknownField"),
+    ({"evaluation": {"pboPartitions": 15}}, "evaluation.pboPartitions must be even"),
+    ({"evaluation": {"costBps": -1}}, "spec.evaluation.costBps"),
+    ({"tuning": {"selection": "luckiest"}}, "spec.tuning.selection"),
+    ({"validation": {"holdout": {"fraction": 0.9}}}, "spec.validation.holdout.fraction"),
+    ({"data": {"symbols": ["AAPL"], "adjust": "maybe"}}, "spec.data.adjust"),
+    ({"data": {"symbols": ["AAPL"], "columns": "hl"}}, "spec.data.columns"),
 ])
+
 def test_bad_specs_name_the_field(spec, field):
     with pytest.raises(SpecError) as err:
         parse_run(manifest(**spec))
     assert field in str(err.value)
+
+
+def test_trust_defaults():
+    spec = parse_run(manifest()).spec
+    assert spec.evaluation.cost_bps == 1.0 and spec.evaluation.pbo_partitions == 16
+    assert spec.validation.holdout.enabled and spec.validation.holdout.fraction == 0.1
+    assert spec.tuning.selection == "best" and spec.data.adjust == "auto" and spec.data.columns == "ohlcv"
 
 
 def test_load_run_names_the_file(tmp_path):

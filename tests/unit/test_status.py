@@ -100,6 +100,20 @@ def test_succeeded_reads_the_refit_summary():
     assert d.status["message"].startswith("refitted 1/2 symbols")
 
 
+def test_refit_summary_brings_dsr_pbo_and_holdout_per_symbol():
+    ev = {"selection": "deflated", "trial": 7, "trials": 40, "sharpeGross": 1.2, "sharpeNet": 1.1, "dsr": 0.42,
+          "expectedMaxSharpe": 1.9, "pbo": 0.55, "holdoutSharpeNet": -0.3, "buyHoldSharpe": 0.8,
+          "note": "effectively constant: long on 99% of test bars"}
+    summary = {"AAA": {"best_value": 0.61, "metrics": {"auc": 0.6}, "model": "AAA.ubj", "evaluation": ev},
+               "BBB": {"best_value": 0.5, "metrics": {}, "model": "BBB.ubj", "evaluation": {"dsr": "high"}}}
+    obs = Observed(workers=JobState.from_job(job(succeeded=2, conditions=[("Complete", {})])),
+                   refit=JobState.from_job(job(succeeded=1, conditions=[("Complete", {})]), json.dumps(summary)),
+                   studies=[prog("AAA", complete=4, best=0.61), prog("BBB", complete=4, best=0.5)])
+    aaa, bbb = go(obs, previous={"phase": "Refitting"}).status["model"]["symbols"]
+    assert aaa["evaluation"] == ev
+    assert "evaluation" not in bbb  # not of the expected shape: left out, never guessed
+
+
 def test_unreadable_summary_gives_best_values_but_no_invented_metrics():
     obs = Observed(refit=JobState.from_job(job(conditions=[("Complete", {})]), "not json"),
                    studies=[prog("AAA", complete=4, best=0.61), prog("BBB", complete=4, best=0.5)])

@@ -14,6 +14,7 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from nova.config import load_resolved
 from nova.errors import NovaError, run_command
@@ -69,13 +70,14 @@ def cmd_tune(args) -> int:
 
 
 def cmd_refit(args) -> int:
+    from nova_trainer.model_card import status_evaluation
     from nova_trainer.refit import refit_symbol
     from nova_trainer.tuning.storage import open_storage, resolve_url
 
     run = load_resolved(args.config)
     out = _out_dir(args, run)
     storage = open_storage(resolve_url(out), run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
-    summary = {}
+    summary: dict[str, dict[str, Any]] = {}
     for symbol in [args.symbol] if args.symbol else run.spec.data.symbols:
         try:
             card = refit_symbol(run, symbol, storage, out)
@@ -84,9 +86,10 @@ def cmd_refit(args) -> int:
             summary[symbol] = {"error": str(exc)}
             continue
         summary[symbol] = {"best_value": card["best_value"], "metrics": card["metrics"],
-                           "model": card["model_file"]}
+                           "model": card["model_file"], "evaluation": status_evaluation(card)}
         print(f"{symbol}: best {run.spec.tuning.metric}={card['best_value']:.4f} -> {out / card['model_file']}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    # compact: it travels in the termination message (4 KiB); 3 symbols with their evaluation take 1.6 KB
+    (out / "summary.json").write_text(json.dumps(summary, separators=(",", ":")))
     return 0 if any("error" not in s for s in summary.values()) else 1
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,8 +10,12 @@ import pandas as pd
 
 from nova.spec import TrainingRunSpec
 from nova_trainer.data import load_bars
-from nova_trainer.features import build_features
+from nova_trainer.features.calendar import local_calendar
+from nova_trainer.features.engine import compute_features, feature_names
+from nova_trainer.features.inputs import close_only
 from nova_trainer.target import forward_log_return, make_target
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,9 +37,25 @@ class SymbolData:
         return SymbolData(self.symbol, self.X.iloc[part], self.y[part], self.fwd_return[part])
 
 
+def _features(bars: pd.DataFrame, spec: TrainingRunSpec, symbol: str) -> pd.DataFrame:
+    names = feature_names(spec.features.set)
+    if spec.data.columns == "close":
+        kept = close_only(names)
+        log.info("%s: close-only series (data.columns: close): %d of %d features, those computed from "
+                 "the close alone: %s", symbol, len(kept), len(names), ", ".join(kept))
+        names = kept
+    features = compute_features(bars, names)
+    if spec.data.timezone and spec.data.interval != "1d":
+        local = local_calendar(bars.index, spec.data.timezone)
+        for name, values in local.items():
+            if name in features.columns:
+                features[name] = values.astype("float32")
+    return features
+
+
 def build_symbol_data(bars: pd.DataFrame, spec: TrainingRunSpec, symbol: str) -> SymbolData:
     """Features from past bars only; target from the future; rows without a label dropped."""
-    features = build_features(bars, spec.features.set)
+    features = _features(bars, spec, symbol)
     target = make_target(bars["close"], spec.target.kind, spec.target.horizon)
     fwd = forward_log_return(bars["close"], spec.target.horizon)
     labelled = target.notna().to_numpy()

@@ -10,10 +10,15 @@ from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 from nova.intervals import bars_per_year
 
 
+def positions(pred: np.ndarray, kind: str) -> np.ndarray:
+    """Long (+1) when the model expects a rise, short (-1) otherwise (0 for a zero return forecast)."""
+    signal = np.where(pred > 0.5, 1, -1) if kind == "direction" else np.sign(pred)
+    return np.asarray(signal, dtype="int8")
+
+
 def strategy_returns(pred: np.ndarray, fwd_return: np.ndarray, kind: str) -> np.ndarray:
-    """Long when the model expects a rise, short otherwise, held for the horizon."""
-    signal = np.where(pred > 0.5, 1.0, -1.0) if kind == "direction" else np.sign(pred)
-    return signal * fwd_return
+    """The position held for the horizon times the forward return."""
+    return positions(pred, kind).astype("float64") * fwd_return
 
 
 def sharpe_ratio(returns: np.ndarray, bars_per_year: int, horizon: int = 1) -> float:
@@ -24,10 +29,17 @@ def sharpe_ratio(returns: np.ndarray, bars_per_year: int, horizon: int = 1) -> f
 
 
 def fold_metrics(pred: np.ndarray, label: np.ndarray, fwd_return: np.ndarray, kind: str,
-                 interval: str = "1d", horizon: int = 1) -> dict[str, float]:
+                 interval: str = "1d", horizon: int = 1, cost_bps: float = 0.0) -> dict[str, float]:
+    from nova_trainer.evaluation.costs import net_returns, turnover
+
     out: dict[str, float] = {}
-    strat = strategy_returns(pred, fwd_return, kind)
-    out["sharpe"] = sharpe_ratio(strat, bars_per_year(interval), horizon)
+    pos = positions(pred, kind)
+    strat = pos.astype("float64") * fwd_return
+    per_year = bars_per_year(interval)
+    out["sharpe"] = sharpe_ratio(strat, per_year, horizon)
+    out["sharpe_net"] = sharpe_ratio(net_returns(strat, pos, [len(pos)], cost_bps), per_year, horizon)
+    out["turnover"] = float(np.mean(turnover(pos, [len(pos)]))) if len(pos) else 0.0
+    out["buy_hold_sharpe"] = sharpe_ratio(np.asarray(fwd_return, dtype="float64"), per_year, horizon)
     out["hit_rate"] = float(np.mean(strat > 0))
     if kind == "direction":
         both = len(np.unique(label)) == 2

@@ -45,3 +45,18 @@ def write_model(out_dir: Path, symbol: str, booster: xgb.Booster, card: dict[str
 
 def fold_table(result) -> list[dict[str, Any]]:
     return [{k: v for k, v in asdict(f).items() if k != "features"} for f in result.folds]
+
+
+def status_evaluation(card: dict[str, Any]) -> dict[str, Any] | None:
+    """The few numbers of the card the operator shows per symbol (nova.status.SymbolEvaluation);
+    small, since they travel in the refit's termination message."""
+    ev = card.get("evaluation")
+    if not ev:
+        return None
+    holdout = (card.get("holdout") or {}).get("metrics") or {}
+    out = {"selection": ev["selection"], "trial": ev["trial"], "trials": ev["trials_tried"],
+           "sharpeGross": ev["sharpe_gross"], "sharpeNet": ev["sharpe_net"], "dsr": ev["dsr"],
+           "expectedMaxSharpe": ev["expected_max_sharpe"], "pbo": ev["pbo"],
+           "holdoutSharpeNet": holdout.get("sharpe_net"), "buyHoldSharpe": ev["buy_hold_sharpe"],
+           "note": ev.get("note")}
+    return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in out.items() if v is not None}

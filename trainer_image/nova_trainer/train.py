@@ -15,13 +15,15 @@ from typing import Any
 import numpy as np
 import xgboost as xgb
 
+from nova.errors import DataError
 from nova.intervals import bars_per_year
 from nova.spec import METRIC_DIRECTION, TrainingRunSpec
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice
+from nova_trainer.evaluation.oos import OutOfSample
 from nova_trainer.matrices import make_matrices
-from nova_trainer.metrics import fold_metrics, sharpe_ratio, strategy_returns, summarize
-from nova_trainer.walk_forward import Split, check_no_overlap, walk_forward_splits
+from nova_trainer.metrics import fold_metrics, positions, sharpe_ratio, strategy_returns, summarize
+from nova_trainer.walk_forward import Holdout, Split, check_no_overlap, holdout_split, walk_forward_splits
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,7 @@ class WalkForwardResult:
     matrix: str
     device: str
     summary: dict[str, float] = field(default_factory=dict)
+    oos: OutOfSample | None = None
 
     @property
     def rounds(self) -> int:
@@ -131,10 +134,30 @@ def select_top_features(data: SymbolData, n: int, params: dict[str, Any], quanti
     return ranked[:n]
 
 
+def holdout_for(spec: TrainingRunSpec, n_rows: int) -> Holdout | None:
+    """The untouched final bars of validation.holdout, or None when it is off."""
+    if not spec.validation.holdout.enabled:
+        return None
+    wf = spec.validation.walk_forward
+    return holdout_split(n_rows, spec.validation.holdout.fraction, wf.test_size, wf.gap)
+
+
+def tuning_data(data: SymbolData, spec: TrainingRunSpec) -> SymbolData:
+    """The rows trials, selection and feature ranking may see: everything before the holdout's gap."""
+    holdout = holdout_for(spec, len(data.y))
+    return data if holdout is None else data.rows(slice(0, holdout.tune_end))
+
+
 def splits_for(spec: TrainingRunSpec, n_rows: int, symbol: str) -> list[Split]:
     wf = spec.validation.walk_forward
-    splits = walk_forward_splits(n_rows, wf.folds, wf.test_size, wf.gap, wf.min_train_size,
-                                 wf.expanding, symbol, wf.max_train_size)
+    try:
+        splits = walk_forward_splits(n_rows, wf.folds, wf.test_size, wf.gap, wf.min_train_size,
+                                     wf.expanding, symbol, wf.max_train_size)
+    except DataError as exc:
+        if not spec.validation.holdout.enabled:
+            raise
+        raise DataError(f"{exc} (validation.holdout keeps the last bars apart: lower "
+                        "validation.holdout.fraction or set validation.holdout.enabled: false)") from None
     for split in splits:
         check_no_overlap(split, spec.target.horizon)
     return splits
@@ -142,13 +165,17 @@ def splits_for(spec: TrainingRunSpec, n_rows: int, symbol: str) -> list[Split]:
 
 def evaluate(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any], device: DeviceChoice,
              metric: str | None = None, fold_callbacks: FoldCallbacks | None = None) -> WalkForwardResult:
-    """Train and score every walk-forward fold with one parameter set."""
+    """Train and score every walk-forward fold with one parameter set, on the bars before the
+    holdout; the result keeps the position taken on every test bar."""
     metric = metric or spec.tuning.metric
+    data = tuning_data(data, spec)
     params = xgb_params(spec, tuned, device)
     key, maximize = observation(metric)
     results: list[FoldResult] = []
     matrix_kind = ""
-    for split in splits_for(spec, len(data.y), data.symbol):
+    held: list[np.ndarray] = []
+    splits = splits_for(spec, len(data.y), data.symbol)
+    for split in splits:
         train, test = data.rows(split.train), data.rows(split.test)
         columns = list(data.X.columns)
         if spec.features.select_top_n:
@@ -170,14 +197,36 @@ def evaluate(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any], dev
         rounds = booster.num_boosted_rounds()
         best = int(booster.attr("best_iteration") or rounds - 1)
         pred = booster.predict(dtest, iteration_range=(0, best + 1))
+        held.append(positions(pred, spec.target.kind))
         results.append(FoldResult(
             fold=split.fold, train_rows=len(train.y), test_rows=len(test.y),
             test_start=str(test.X.index[0].date()), test_end=str(test.X.index[-1].date()),
             best_iteration=best, rounds=rounds, features=columns,
             metrics=fold_metrics(pred, test.y, test.fwd_return, spec.target.kind, spec.data.interval,
-                                 spec.target.horizon)))
+                                 spec.target.horizon, spec.evaluation.cost_bps)))
     summary = summarize([r.metrics for r in results])
-    return WalkForwardResult(results, matrix_kind, device.device, summary)
+    test_rows = np.concatenate([np.arange(s.test_start, s.test_end) for s in splits])
+    oos = OutOfSample(np.concatenate(held), np.asarray(data.fwd_return[test_rows], dtype="float64"),
+                      data.X.index[test_rows].to_numpy(dtype="datetime64[ns]"),
+                      [s.test_end - s.test_start for s in splits])
+    return WalkForwardResult(results, matrix_kind, device.device, summary, oos)
+
+
+def score_holdout(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any], device: DeviceChoice,
+                  num_rounds: int) -> dict[str, Any] | None:
+    """Train on every bar before the holdout's gap, score the holdout once; None when it is off."""
+    holdout = holdout_for(spec, len(data.y))
+    if holdout is None:
+        return None
+    train = data.rows(slice(0, holdout.tune_end))
+    test = data.rows(holdout.rows)
+    booster, columns, _ = fit_final(train, spec, tuned, device, num_rounds)
+    dtest = xgb.DMatrix(test.X[columns], nthread=spec.model.nthread or -1)
+    pred = booster.predict(dtest)
+    metrics = fold_metrics(pred, test.y, test.fwd_return, spec.target.kind, spec.data.interval,
+                           spec.target.horizon, spec.evaluation.cost_bps)
+    return {"start": test.start, "end": test.end, "rows": len(test.y), "train_rows": len(train.y),
+            "gap": spec.validation.walk_forward.gap, "metrics": metrics}
 
 
 def fit_final(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any], device: DeviceChoice,

@@ -7,6 +7,7 @@ when gap >= horizon: the spec refuses a smaller gap and `check_no_overlap` prove
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from nova.errors import DataError
@@ -58,3 +59,30 @@ def check_no_overlap(split: Split, horizon: int) -> None:
     if last_label_end >= split.test_start:
         raise AssertionError(f"fold {split.fold}: training label reaches row {last_label_end}, "
                              f"test starts at {split.test_start}")
+
+
+@dataclass(frozen=True)
+class Holdout:
+    """Rows [0, tune_end) are the walk-forward's; [start, n_rows) the holdout; a gap between them."""
+
+    tune_end: int
+    start: int
+    n_rows: int
+
+    @property
+    def rows(self) -> slice:
+        return slice(self.start, self.n_rows)
+
+    @property
+    def size(self) -> int:
+        return self.n_rows - self.start
+
+
+def holdout_split(n_rows: int, fraction: float, test_size: int, gap: int) -> Holdout:
+    """The last max(ceil(fraction * n), test_size) rows, `gap` rows after the tuning rows."""
+    size = max(math.ceil(fraction * n_rows), test_size)
+    start = n_rows - size
+    if start - gap <= 0:
+        raise DataError(f"{n_rows} labelled rows cannot hold a holdout of {size} rows after a gap of {gap}; "
+                        "widen the date range or set validation.holdout.enabled: false")
+    return Holdout(tune_end=start - gap, start=start, n_rows=n_rows)

@@ -37,5 +37,6 @@ def load_bars(spec: DataSpec, symbol: str) -> pd.DataFrame:
         raw, origin = postgres.load(url, symbol, spec.table, spec.query)
     else:  # pragma: no cover - the spec's Literal forbids it
         raise DataError(f"unknown data.source '{spec.source}'")
-    bars = validate_bars(raw, symbol, origin)
+    bars = validate_bars(raw, symbol, origin, spec.interval, spec.date_format, spec.adjust, spec.columns,
+                         spec.timezone)
     return clip_range(bars, symbol, spec.start, spec.end, origin)

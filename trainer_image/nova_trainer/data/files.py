@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from nova.errors import DataError
+from nova_trainer.data.frame import LINE_OFFSET_ATTR
 
 SUFFIXES = (".parquet", ".pq", ".csv", ".csv.gz")
 
@@ -17,7 +18,9 @@ def _read(path: Path) -> pd.DataFrame:
     try:
         if path.name.endswith((".parquet", ".pq")):
             return pd.read_parquet(path)
-        return pd.read_csv(path)
+        frame = pd.read_csv(path)
+        frame.attrs[LINE_OFFSET_ATTR] = 2  # line 1 is the header: errors then name the file's line
+        return frame
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except Exception as exc:  # pyarrow and pandas raise many types for a broken file
@@ -59,6 +62,7 @@ def load(uri: str, symbol: str) -> tuple[pd.DataFrame, str]:
         if "symbol" not in table.columns:
             raise DataError(f"{candidates[0]}: no 'symbol' column and no file named {symbol}.csv/.parquet")
         rows = table[table["symbol"].astype(str) == symbol].drop(columns=["symbol"])
+        rows.attrs.update(table.attrs)
         if rows.empty:
             known = sorted(table["symbol"].astype(str).unique())[:20]
             raise DataError(f"unknown symbol '{symbol}' in {candidates[0]}; it holds {known}")

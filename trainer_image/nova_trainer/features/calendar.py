@@ -4,7 +4,12 @@ the previous one, both known when the bar closes."""
 
 from __future__ import annotations
 
+import zoneinfo
+
 import numpy as np
+import pandas as pd
+
+from nova.errors import DataError
 
 from .base import Bars, Group, feature
 
@@ -49,6 +54,18 @@ def _cyclic(b: Bars) -> dict[str, np.ndarray]:
     }
     out["days_to_month_end"] = (days_in_month - 1 - dom0).astype(np.float64)[row_to_day]
     return out
+
+
+def local_calendar(index: pd.DatetimeIndex, timezone: str) -> dict[str, np.ndarray]:
+    """The cyclic calendar features of UTC instants, read on the exchange's clock (`data.timezone`)."""
+    try:
+        zone = zoneinfo.ZoneInfo(timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise DataError(f"data.timezone '{timezone}' is not an IANA time zone (e.g. America/New_York)") from None
+    local = index.tz_localize("UTC").tz_convert(zone).tz_localize(None)
+    frame = pd.DataFrame({c: np.zeros(len(index)) for c in ("open", "high", "low", "close", "volume")},
+                         index=local)
+    return _cyclic(Bars(frame))
 
 
 def _bar_gap(b: Bars) -> dict[str, np.ndarray]:

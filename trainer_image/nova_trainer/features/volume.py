@@ -26,8 +26,15 @@ def _line_change(line_fn: str, inputs: tuple[str, ...], n: int, prefix: str, tex
 
 def _mfi(n: int) -> Group:
     name = f"mfi_{n}"
-    return Group((feature(name, F, n, "MFI", n, f"money flow index over {n} bars, 0-100"),),
-                 lambda b: {name: b.ta("MFI", HLCV, n)})
+
+    def compute(b: Bars) -> dict[str, np.ndarray]:
+        # TA-Lib answers 0 when no volume traded over the window; undefined is NaN here, as for
+        # every other volume feature.
+        traded = b.ta("SUM", ("volume",), n)
+        return {name: np.where(traded > 0, b.ta("MFI", HLCV, n), np.nan)}
+
+    return Group((feature(name, F, n, "MFI,SUM", n, f"money flow index over {n} bars, 0-100 (NaN without volume)"),),
+                 compute)
 
 
 def _volume_sma_ratio(n: int) -> Group:

@@ -248,18 +248,37 @@ def _clear_markers(folder: Path) -> None:
 
 
 def _print_table(run: ResolvedRun, results: dict[str, dict]) -> None:
+    """One line per symbol: the tuning metric, then what a quant asks next (net Sharpe after
+    evaluation.costBps, DSR against the expected best of as many noise trials, PBO, the holdout)."""
     metric = run.spec.tuning.metric
-    header = (f"{'symbol':>8} {'trials':>6} {'pruned':>6} {'best ' + metric:>12} {'auc':>6} {'sharpe':>7} "
-              f"{'hit':>6} {'rounds':>6}  model")
+    header = (f"{'symbol':>8} {'trials':>6} {'pruned':>6} {'trial':>5} {metric:>8} {'sharpe':>7} {'net':>6} "
+              f"{'B&H':>6} {'hit':>6} {'DSR':>5} {'E[max]':>6} {'PBO':>5} {'hold.net':>8}  model")
     print("\n" + header)
     print("-" * len(header))
+    notes = []
     for symbol, r in results.items():
         if "error" in r:
             print(f"{symbol:>8}  {r['error']}")
             continue
         p, card = r["progress"], r["card"]
         m = card["metrics"]
-        print(f"{symbol:>8} {p.finished:>6} {p.pruned:>6} {card['best_value']:>12.4f} "
-              f"{m.get('auc', float('nan')):>6.3f} {m['sharpe']:>7.2f} {m['hit_rate']:>6.3f} "
-              f"{card['num_boost_round']:>6}  {card['model_file']}")
+        ev = card.get("evaluation") or {}
+        hold = (card.get("holdout") or {}).get("metrics") or {}
+        value = card.get("selected_value", card["best_value"])
+        print(f"{symbol:>8} {p.finished:>6} {p.pruned:>6} {card.get('selected_trial', card['best_trial']):>5} "
+              f"{value:>8.4f} {ev.get('sharpe_gross', m['sharpe']):>7.2f} {_num(ev.get('sharpe_net'), 6, 2)} "
+              f"{_num(ev.get('buy_hold_sharpe'), 6, 2)} {ev.get('hit_rate', m['hit_rate']):>6.3f} "
+              f"{_num(ev.get('dsr'), 5, 2)} {_num(ev.get('expected_max_sharpe'), 6, 2)} {_num(ev.get('pbo'), 5, 2)} "
+              f"{_num(hold.get('sharpe_net'), 8, 2)}  {card['model_file']}")
+        if ev.get("note"):
+            notes.append(f"{symbol}: {ev['note']}")
+    print(f"Sharpe ratios annualised over every walk-forward test bar; net of {run.spec.evaluation.cost_bps:g} bp "
+          "per unit of turnover; DSR = P(true Sharpe > 0) given the trials, E[max] = the best Sharpe "
+          "expected from as many trials of noise; hold.net = the untouched holdout, scored once.")
+    for note in notes:
+        print(note)
     sys.stdout.flush()
+
+
+def _num(value: float | None, width: int, digits: int) -> str:
+    return f"{'-':>{width}}" if value is None else f"{value:>{width}.{digits}f}"
