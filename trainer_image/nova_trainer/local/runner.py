@@ -12,11 +12,14 @@ import sys
 import threading
 from pathlib import Path
 
+import optuna
+
 from nova.errors import NovaError
 from nova.secrets import host_of
 from nova.spec import ResolvedRun
 from nova_trainer.tuning.storage import STORAGE_URL_ENV, open_storage, resolve_url
 from nova_trainer.tuning.study import open_study
+from nova_trainer.tuning.warm_start import previous_run, seed
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,9 @@ def _prep_main(run_json: str, folder: str, out_dir: str) -> None:
 
 
 def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progress: bool = True,
-              report: bool = True) -> dict:
-    """Tune and refit every symbol; return {symbol: card summary}."""
+              report: bool = True, warm_start_from: Path | None = None) -> dict:
+    """Tune and refit every symbol; return {symbol: card summary}. `warm_start_from`, the folder of
+    a previous local run, seeds each new study with its best trials (nova.warm_start)."""
     from nova_trainer.local.progress import ProgressBoard
     from nova_trainer.local.report import write_report
     from nova_trainer.refit import refit_symbol
@@ -78,8 +82,12 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
           f"{n_workers} worker(s), storage {where}, output {out_dir}", flush=True)
     (out_dir / "run.json").write_text(run.to_json())
     storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
+    source = previous_run(warm_start_from) if warm_start_from is not None else None
+    source_storage = optuna.storages.RDBStorage(source[1]) if source is not None else None
     for symbol in run.spec.data.symbols:
-        open_study(run, symbol, storage)
+        study = open_study(run, symbol, storage)
+        if source is not None and source_storage is not None:
+            seed(run, study, symbol, source_storage, source[0])
 
     ctx = mp.get_context("spawn")
     (out_dir / "logs").mkdir(exist_ok=True)
