@@ -21,10 +21,13 @@ import yaml
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
+from nova.schedule import MAX_SCHEDULE_NAME, SCHEDULE_KIND, SCHEDULE_PLURAL, ScheduleStatus, TrainingScheduleSpec
 from nova.spec import API_GROUP, API_VERSION, KIND, PLURAL, TrainingRunSpec
 from nova.status import RunStatus
 
-CRD_PATH = Path(__file__).resolve().parent.parent / "crds" / f"{API_GROUP}_{PLURAL}.yaml"
+CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
+CRD_PATH = CRD_DIR / f"{API_GROUP}_{PLURAL}.yaml"
+SCHEDULE_CRD_PATH = CRD_DIR / f"{API_GROUP}_{SCHEDULE_PLURAL}.yaml"
 SHORT_NAMES = ["tr"]
 CATEGORIES = ["nova", "all-nova"]
 MAX_NAME = 50  # children are <name>-workers and <name>-refit; Indexed pods add -<index> to 63
@@ -224,46 +227,40 @@ def status_schema() -> dict[str, Any]:
     return status
 
 
-def crd() -> dict[str, Any]:
+def _name_rules(max_name: int, why: str) -> list[dict[str, str]]:
+    return [
+        {"rule": f"size(self.metadata.name) <= {max_name}",
+         "message": f"metadata.name must be at most {max_name} characters ({why})"},
+        {"rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+         "message": "metadata.name must be a DNS label (lowercase letters, digits and '-', no dots)"},
+    ]
+
+
+def _definition(kind: str, plural: str, short_names: list[str], description: str, spec: dict[str, Any],
+                status: dict[str, Any], rules: list[dict[str, str]],
+                columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """One kind's CustomResourceDefinition: the same group, version, categories and status subresource."""
     root = {
         "type": "object",
-        "description": "One training run: tune XGBoost on market data with Optuna across worker "
-                       "pods, then refit the best parameters.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec_schema(),
-            "status": status_schema(),
+            "spec": spec,
+            "status": status,
         },
-        "x-kubernetes-validations": [
-            {"rule": f"size(self.metadata.name) <= {MAX_NAME}",
-             "message": f"metadata.name must be at most {MAX_NAME} characters "
-                        "(the run's Jobs are named <name>-workers and <name>-refit)"},
-            {"rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
-             "message": "metadata.name must be a DNS label (lowercase letters, digits and '-', no dots)"},
-        ],
+        "x-kubernetes-validations": rules,
     }
-    columns = [
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Symbols", "type": "integer", "jsonPath": ".status.symbols"},
-        {"name": "Trials", "type": "string", "jsonPath": ".status.trials",
-         "description": "Finished trials / budget, over every symbol"},
-        {"name": "Best", "type": "number", "jsonPath": ".status.bestValue",
-         "description": "Best value of the tuning metric over every symbol"},
-        {"name": "Metric", "type": "string", "jsonPath": ".spec.tuning.metric", "priority": 1},
-        {"name": "Workers", "type": "integer", "jsonPath": ".spec.tuning.workers", "priority": 1},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "metadata": {"name": f"{plural}.{API_GROUP}"},
         "spec": {
             "group": API_GROUP,
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
-                      "singular": KIND.lower(), "shortNames": SHORT_NAMES, "categories": CATEGORIES},
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
+                      "singular": kind.lower(), "shortNames": short_names, "categories": CATEGORIES},
             "scope": "Namespaced",
             "versions": [{
                 "name": API_VERSION,
@@ -277,16 +274,78 @@ def crd() -> dict[str, Any]:
     }
 
 
+def crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Symbols", "type": "integer", "jsonPath": ".status.symbols"},
+        {"name": "Trials", "type": "string", "jsonPath": ".status.trials",
+         "description": "Finished trials / budget, over every symbol"},
+        {"name": "Best", "type": "number", "jsonPath": ".status.bestValue",
+         "description": "Best value of the tuning metric over every symbol"},
+        {"name": "Metric", "type": "string", "jsonPath": ".spec.tuning.metric", "priority": 1},
+        {"name": "Workers", "type": "integer", "jsonPath": ".spec.tuning.workers", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return _definition(
+        KIND, PLURAL, SHORT_NAMES, "One training run: tune XGBoost on market data with Optuna across worker "
+        "pods, then refit the best parameters.", spec_schema(), status_schema(),
+        _name_rules(MAX_NAME, "the run's Jobs are named <name>-workers and <name>-refit"), columns)
+
+
+def schedule_spec_schema() -> dict[str, Any]:
+    spec = structural(TrainingScheduleSpec, "spec")
+    spec["description"] = "When to train (cron in a time zone), how runs overlap and are kept, and each run's spec."
+    symbols = spec["properties"]["runTemplate"]["properties"]["data"]["properties"]["symbols"]
+    symbols["x-kubernetes-list-type"] = "set"
+    return spec
+
+
+def schedule_status_schema() -> dict[str, Any]:
+    status = structural(ScheduleStatus, "status")
+    status["description"] = "Written by the operator: the last tick, active runs, skipped ticks."
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return status
+
+
+def schedule_crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+        {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+        {"name": "Active", "type": "integer", "jsonPath": ".status.activeCount"},
+        {"name": "Time Zone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1},
+        {"name": "Last Run", "type": "string", "jsonPath": ".status.lastRun", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return _definition(
+        SCHEDULE_KIND, SCHEDULE_PLURAL, ["ts"], "Retraining on a schedule: a TrainingRun per cron tick, on the "
+        "newest data window, warm-started from the last successful run.", schedule_spec_schema(),
+        schedule_status_schema(),
+        _name_rules(MAX_SCHEDULE_NAME, "its runs are named <name>-<yyyymmddhhmm>, at most 50"), columns)
+
+
 def render() -> str:
     header = "# Generated by `python -m nova.crd` from nova/spec.py and nova/status.py: do not edit.\n"
     return header + yaml.safe_dump(to_jsonable_python(crd()), sort_keys=False, width=100)
 
 
+def render_schedule() -> str:
+    header = "# Generated by `python -m nova.crd` from nova/schedule.py: do not edit.\n"
+    return header + yaml.safe_dump(to_jsonable_python(schedule_crd()), sort_keys=False, width=100)
+
+
+RENDERERS = {CRD_PATH.name: render, SCHEDULE_CRD_PATH.name: render_schedule}
+
+
 def main(argv: list[str] | None = None) -> int:
-    path = Path(argv[0]) if argv else CRD_PATH
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render())
-    print(f"wrote {path}")
+    """Writes every kind's CRD into crds/ (or the folder given)."""
+    folder = Path(argv[0]) if argv else CRD_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, make in RENDERERS.items():
+        (folder / name).write_text(make())
+        print(f"wrote {folder / name}")
     return 0
 
 
