@@ -102,6 +102,8 @@ class ScheduleStatus(StatusModel):
     """What the operator writes under a TrainingSchedule's `status:`."""
 
     last_schedule_time: str | None = Field(None, description="RFC 3339 time of the last tick a run was created for")
+    last_tick_time: str | None = Field(None, description="RFC 3339 time of the newest tick handled: run, or "
+                                       "skipped past the deadline or while suspended")
     next_schedule_time: str | None = Field(None, description="RFC 3339 time of the next tick")
     last_run: str | None = Field(None, description="Name of the last run created")
     last_successful_run: str | None = Field(None, description="Name of the newest Succeeded run (the next warm start)")
