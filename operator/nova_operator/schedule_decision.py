@@ -127,6 +127,11 @@ def plan(schedule: dict[str, Any], runs: list[dict[str, Any]], now: dt.datetime)
     skipped = int(old.get("skippedTicks") or 0)
     skip_reason = old.get("lastSkipReason")
     last_run = old.get("lastRun")
+    newest = max(((t, r["metadata"]["name"]) for r in runs
+                  if (t := _parse(r["metadata"].get("annotations", {}).get(TICK_ANNOTATION)))), default=None)
+    recorded = _parse(old.get("lastScheduleTime"))
+    if newest is not None and (last_run is None or recorded is None or newest[0] > recorded):
+        last_run = newest[1]  # made by a pass whose status write was lost
     try:
         tick = decide(spec.schedule, spec.time_zone, last, created, now, spec.starting_deadline_seconds)
     except BadSchedule as exc:

@@ -17,19 +17,20 @@ from optuna.trial import TrialState, create_trial
 
 from nova.warm_start import WARM_START_ATTR
 from tests.cluster.fixtures import KWOK_EXIT_CODE_ANNOTATION
-from tests.operator.test_operator import (  # noqa: F401 - cluster, storage_url, gpu_nodes are fixtures
-    GROUP,
-    VERSION,
-    cluster,
-    finish_refit_pod,
-    gpu_nodes,
-    run_body,
-    storage_url,
-    wait_for,
-)
+from tests.operator.test_operator import GROUP, VERSION, Cluster, finish_refit_pod, run_body, wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow]
 SCHEDULES = "trainingschedules"
+
+
+@pytest.fixture(name="cluster")
+def _cluster(kube, kube_namespace) -> Cluster:
+    return Cluster(kube, kube_namespace)
+
+
+@pytest.fixture(name="storage_url")
+def _storage_url(operator_pg, kube_namespace) -> str:
+    return operator_pg.create_database(kube_namespace.replace("-", "_"))
 
 
 def schedule_body(name: str) -> dict:
@@ -72,8 +73,7 @@ def play_run(cluster, storage_url: str, run: str, op) -> None:
     wait_for(lambda: cluster.phase(run) == "Succeeded", f"{run} Succeeded", timeout=90, op=op)
 
 
-def test_a_one_minute_schedule_makes_warm_started_runs_once_per_tick(cluster, operator, storage_url, gpu_nodes,
-                                                                   control_plane):
+def test_a_one_minute_schedule_makes_warm_started_runs_once_per_tick(cluster, operator, storage_url, control_plane):
     cluster.secret("optuna", storage_url)
     # an operator that dies right after creating the first tick's run, before the schedule's status
     crashing = operator(NOVA_FAILPOINT="schedule-after-create")

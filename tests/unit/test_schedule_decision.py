@@ -58,6 +58,7 @@ def test_a_lost_status_does_not_make_a_second_run():
     """The operator made the run and died before writing the status: the run's own tick counts."""
     p = plan(schedule(), [run("nightly-202605040905", None, "2026-05-04T09:05:00Z")], at(9, 5, 30))
     assert p.create == [] and p.status["lastScheduleTime"] == "2026-05-04T09:05:00Z"
+    assert p.status["lastRun"] == "nightly-202605040905"  # found on the control plane, first, without it
 
 
 def test_next_run_is_warm_started_from_the_newest_successful_one():
@@ -101,10 +102,10 @@ def test_missed_ticks_run_the_newest_once_and_are_counted():
 
 
 def test_history_limits_delete_the_oldest_finished_runs():
-    runs = [run(f"nightly-2026050409{m:02d}", "Succeeded", f"2026-05-04T09:{m:02d}:00Z", f"2026-05-04T09:{m + 1:02d}:00Z")
-            for m in (0, 5, 10, 15)]
-    runs += [run(f"nightly-2026050408{m:02d}", "Failed", f"2026-05-04T08:{m:02d}:00Z", f"2026-05-04T08:{m + 1:02d}:00Z")
-             for m in (0, 5)]
+    runs = [run(f"nightly-2026050409{m:02d}", "Succeeded", f"2026-05-04T09:{m:02d}:00Z",
+                f"2026-05-04T09:{m + 1:02d}:00Z") for m in (0, 5, 10, 15)]
+    runs += [run(f"nightly-2026050408{m:02d}", "Failed", f"2026-05-04T08:{m:02d}:00Z",
+                 f"2026-05-04T08:{m + 1:02d}:00Z") for m in (0, 5)]
     p = plan(schedule(status={"lastTickTime": "2026-05-04T09:15:00Z"}, successfulRunsHistoryLimit=2,
                       failedRunsHistoryLimit=1), runs, at(9, 16))
     assert sorted(p.delete) == ["nightly-202605040800", "nightly-202605040900", "nightly-202605040905"]
