@@ -21,10 +21,13 @@ import yaml
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
+from nova.schedule import MAX_SCHEDULE_NAME, SCHEDULE_KIND, SCHEDULE_PLURAL, ScheduleStatus, TrainingScheduleSpec
 from nova.spec import API_GROUP, API_VERSION, KIND, PLURAL, TrainingRunSpec
 from nova.status import RunStatus
 
-CRD_PATH = Path(__file__).resolve().parent.parent / "crds" / f"{API_GROUP}_{PLURAL}.yaml"
+CRD_DIR = Path(__file__).resolve().parent.parent / "crds"
+CRD_PATH = CRD_DIR / f"{API_GROUP}_{PLURAL}.yaml"
+SCHEDULE_CRD_PATH = CRD_DIR / f"{API_GROUP}_{SCHEDULE_PLURAL}.yaml"
 SHORT_NAMES = ["tr"]
 CATEGORIES = ["nova", "all-nova"]
 MAX_NAME = 50  # children are <name>-workers and <name>-refit; Indexed pods add -<index> to 63
@@ -160,8 +163,12 @@ class _Converter:
             elif key == "patternProperties":
                 ((pattern, sub),) = value.items()
                 out["additionalProperties"] = self.convert(sub, f"{where}.*")
-                rules.insert(0, {"rule": f"self.all(k, k.matches('{pattern}'))",
-                                 "message": f"{where}: every key must match {pattern}"})
+                # kube-apiserver 1.36 refuses any CEL rule on a map whose values have no type (it
+                # cannot build the rule's types: the CRD is not accepted at all); such a map's keys
+                # (model.params) are checked by the operator's own validation (InvalidSpec)
+                if "type" in out["additionalProperties"]:
+                    rules.insert(0, {"rule": f"self.all(k, k.matches('{pattern}'))",
+                                     "message": f"{where}: every key must match {pattern}"})
             elif key == "exclusiveMinimum" and not isinstance(value, bool):
                 out["minimum"], out["exclusiveMinimum"] = value, True
             elif key == "exclusiveMaximum" and not isinstance(value, bool):
@@ -224,46 +231,40 @@ def status_schema() -> dict[str, Any]:
     return status
 
 
-def crd() -> dict[str, Any]:
+def _name_rules(max_name: int, why: str) -> list[dict[str, str]]:
+    return [
+        {"rule": f"size(self.metadata.name) <= {max_name}",
+         "message": f"metadata.name must be at most {max_name} characters ({why})"},
+        {"rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+         "message": "metadata.name must be a DNS label (lowercase letters, digits and '-', no dots)"},
+    ]
+
+
+def _definition(kind: str, plural: str, short_names: list[str], description: str, spec: dict[str, Any],
+                status: dict[str, Any], rules: list[dict[str, str]],
+                columns: list[dict[str, Any]]) -> dict[str, Any]:
+    """One kind's CustomResourceDefinition: the same group, version, categories and status subresource."""
     root = {
         "type": "object",
-        "description": "One training run: tune XGBoost on market data with Optuna across worker "
-                       "pods, then refit the best parameters.",
+        "description": description,
         "required": ["spec"],
         "properties": {
             "apiVersion": {"type": "string"},
             "kind": {"type": "string"},
             "metadata": {"type": "object"},
-            "spec": spec_schema(),
-            "status": status_schema(),
+            "spec": spec,
+            "status": status,
         },
-        "x-kubernetes-validations": [
-            {"rule": f"size(self.metadata.name) <= {MAX_NAME}",
-             "message": f"metadata.name must be at most {MAX_NAME} characters "
-                        "(the run's Jobs are named <name>-workers and <name>-refit)"},
-            {"rule": "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
-             "message": "metadata.name must be a DNS label (lowercase letters, digits and '-', no dots)"},
-        ],
+        "x-kubernetes-validations": rules,
     }
-    columns = [
-        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
-        {"name": "Symbols", "type": "integer", "jsonPath": ".status.symbols"},
-        {"name": "Trials", "type": "string", "jsonPath": ".status.trials",
-         "description": "Finished trials / budget, over every symbol"},
-        {"name": "Best", "type": "number", "jsonPath": ".status.bestValue",
-         "description": "Best value of the tuning metric over every symbol"},
-        {"name": "Metric", "type": "string", "jsonPath": ".spec.tuning.metric", "priority": 1},
-        {"name": "Workers", "type": "integer", "jsonPath": ".spec.tuning.workers", "priority": 1},
-        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
-    ]
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{PLURAL}.{API_GROUP}"},
+        "metadata": {"name": f"{plural}.{API_GROUP}"},
         "spec": {
             "group": API_GROUP,
-            "names": {"kind": KIND, "listKind": f"{KIND}List", "plural": PLURAL,
-                      "singular": KIND.lower(), "shortNames": SHORT_NAMES, "categories": CATEGORIES},
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural,
+                      "singular": kind.lower(), "shortNames": short_names, "categories": CATEGORIES},
             "scope": "Namespaced",
             "versions": [{
                 "name": API_VERSION,
@@ -277,28 +278,89 @@ def crd() -> dict[str, Any]:
     }
 
 
+def crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+        {"name": "Symbols", "type": "integer", "jsonPath": ".status.symbols"},
+        {"name": "Trials", "type": "string", "jsonPath": ".status.trials",
+         "description": "Finished trials / budget, over every symbol"},
+        {"name": "Best", "type": "number", "jsonPath": ".status.bestValue",
+         "description": "Best value of the tuning metric over every symbol"},
+        {"name": "Metric", "type": "string", "jsonPath": ".spec.tuning.metric", "priority": 1},
+        {"name": "Workers", "type": "integer", "jsonPath": ".spec.tuning.workers", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return _definition(
+        KIND, PLURAL, SHORT_NAMES, "One training run: tune XGBoost on market data with Optuna across worker "
+        "pods, then refit the best parameters.", spec_schema(), status_schema(),
+        _name_rules(MAX_NAME, "the run's Jobs are named <name>-workers and <name>-refit"), columns)
+
+
+def schedule_spec_schema() -> dict[str, Any]:
+    spec = structural(TrainingScheduleSpec, "spec")
+    spec["description"] = "When to train (cron in a time zone), how runs overlap and are kept, and each run's spec."
+    symbols = spec["properties"]["runTemplate"]["properties"]["data"]["properties"]["symbols"]
+    symbols["x-kubernetes-list-type"] = "set"
+    return spec
+
+
+def schedule_status_schema() -> dict[str, Any]:
+    status = structural(ScheduleStatus, "status")
+    status["description"] = "Written by the operator: the last tick, active runs, skipped ticks."
+    conditions = status["properties"]["conditions"]
+    conditions["x-kubernetes-list-type"] = "map"
+    conditions["x-kubernetes-list-map-keys"] = ["type"]
+    return status
+
+
+def schedule_crd() -> dict[str, Any]:
+    columns: list[dict[str, Any]] = [
+        {"name": "Schedule", "type": "string", "jsonPath": ".spec.schedule"},
+        {"name": "Suspend", "type": "boolean", "jsonPath": ".spec.suspend"},
+        {"name": "Last Schedule", "type": "date", "jsonPath": ".status.lastScheduleTime"},
+        {"name": "Active", "type": "integer", "jsonPath": ".status.activeCount"},
+        {"name": "Time Zone", "type": "string", "jsonPath": ".spec.timeZone", "priority": 1},
+        {"name": "Last Run", "type": "string", "jsonPath": ".status.lastRun", "priority": 1},
+        {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+    ]
+    return _definition(
+        SCHEDULE_KIND, SCHEDULE_PLURAL, ["ts"], "Retraining on a schedule: a TrainingRun per cron tick, on the "
+        "newest data window, warm-started from the last successful run.", schedule_spec_schema(),
+        schedule_status_schema(),
+        _name_rules(MAX_SCHEDULE_NAME, "its runs are named <name>-<yyyymmddhhmm>, at most 50"), columns)
+
+
 def render() -> str:
     header = "# Generated by `python -m nova.crd` from nova/spec.py and nova/status.py: do not edit.\n"
     return header + yaml.safe_dump(to_jsonable_python(crd()), sort_keys=False, width=100)
 
 
+def render_schedule() -> str:
+    header = "# Generated by `python -m nova.crd` from nova/schedule.py: do not edit.\n"
+    return header + yaml.safe_dump(to_jsonable_python(schedule_crd()), sort_keys=False, width=100)
+
+
+RENDERERS = {CRD_PATH.name: render, SCHEDULE_CRD_PATH.name: render_schedule}
+
+
 def main(argv: list[str] | None = None) -> int:
-    """`python -m nova.crd` rewrites the committed CRD; `-` prints it instead (as `nova crd` does)."""
+    """`python -m nova.crd` rewrites every kind's committed CRD in crds/ (or the folder given);
+    `-` prints the TrainingRun CRD instead (as `nova crd` does)."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m nova.crd", description="Generate the TrainingRun CRD "
-                                     "from nova/spec.py and nova/status.py.")
-    parser.add_argument("path", nargs="?", default=str(CRD_PATH),
-                        help=f"where to write it (default: {CRD_PATH.relative_to(CRD_PATH.parent.parent)}); "
-                        "'-' for stdout")
+    parser = argparse.ArgumentParser(prog="python -m nova.crd", description="Generate the CRDs (TrainingRun, "
+                                     "TrainingSchedule) from nova/spec.py, nova/status.py and nova/schedule.py.")
+    parser.add_argument("folder", nargs="?", default=str(CRD_DIR), help="where to write them (default: crds/); "
+                        "'-' prints the TrainingRun CRD to stdout")
     args = parser.parse_args(argv)
-    if args.path == "-":
+    if args.folder == "-":
         sys.stdout.write(render())
         return 0
-    path = Path(args.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render())
-    print(f"wrote {path}")
+    folder = Path(args.folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, make in RENDERERS.items():
+        (folder / name).write_text(make())
+        print(f"wrote {folder / name}")
     return 0
 
 

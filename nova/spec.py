@@ -274,6 +274,13 @@ class StorageSpec(SpecModel):
     keep_studies: bool = Field(True, description="Keep the studies when the run is deleted")
 
 
+class WarmStartSpec(SpecModel):
+    """How many of the previous run's trials seed each new study."""
+
+    top_k: int = Field(10, ge=1, le=1000, description="The previous run's best COMPLETE trials of each symbol "
+                       "enqueued as fixed trials before the sampler's own (never more than tuning.trials)")
+
+
 Metric = Literal["auc", "logloss", "accuracy", "sharpe", "rmse"]
 METRIC_DIRECTION: dict[str, Literal["maximize", "minimize"]] = {
     "auc": "maximize", "logloss": "minimize", "accuracy": "maximize", "sharpe": "maximize", "rmse": "minimize",
@@ -311,6 +318,11 @@ class TuningSpec(SpecModel):
     heartbeat_seconds: int = Field(10, ge=1, le=3600, description="Seconds between a running trial's heartbeats")
     grace_seconds: int = Field(30, ge=2, le=36_000, description="Seconds without a heartbeat after which a trial "
                                "is failed and retried once")
+    warm_start_from: str | None = Field(None, pattern=DNS_LABEL_PATTERN, max_length=63, description="A previous "
+                                        "TrainingRun of this namespace whose best trials seed this run's studies "
+                                        "(study <namespace>.<run>.<symbol> in the same storage); parameters "
+                                        "outside this search space are clipped or dropped, with a note")
+    warm_start: WarmStartSpec = Field(default_factory=WarmStartSpec)
 
     @field_validator("search_space")
     @classmethod

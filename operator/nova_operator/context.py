@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from nova_operator.builders import OperatorConfig
 from nova_operator.kube import Kube
 from nova_operator.resync import Resync, ResyncLoop
+from nova_operator.scheduling import ScheduleLoop
 from nova_operator.settings import Settings
 from nova_operator.studies import Studies
 
@@ -24,6 +25,7 @@ class OperatorContext:
     resync: Resync
     executor: Executor | None = None
     resync_loop: ResyncLoop | None = None
+    schedules: ScheduleLoop | None = None  # the TrainingSchedule controller (scheduling.py)
     # uid -> the generation this process last decided a status for: the events that arrive before
     # that status is stored must not start another pass
     handled: dict[str, int | None] = field(default_factory=dict)

@@ -12,7 +12,8 @@ import sys
 
 ENV = "NOVA_FAILPOINT"
 POINTS = ("after-configmap", "after-job", "after-studies",
-          "before-status-Running", "before-status-Refitting", "before-status-Succeeded")
+          "before-status-Running", "before-status-Refitting", "before-status-Succeeded",
+          "schedule-after-create")  # a TrainingSchedule's run made, its status not yet written
 _armed = os.environ.get(ENV) or None
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 import kopf
 
+from nova.schedule import SCHEDULE_PLURAL
 from nova.spec import API_GROUP, API_VERSION, PLURAL
 from nova_operator import failpoints, finalizers
 from nova_operator.context import OperatorContext
@@ -29,6 +30,7 @@ from nova_operator.kube import Kube, load_config
 from nova_operator.metrics import METRICS
 from nova_operator.reconcile import hold_finalizer, needs_pass, reconcile, release
 from nova_operator.resync import ResyncLoop
+from nova_operator.scheduling import ScheduleLoop
 from nova_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -67,6 +69,8 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
 
     ctx.resync_loop = ResyncLoop(ctx.resync, submit, slots=ours.resync_slots)
     ctx.resync_loop.start()
+    ctx.schedules = ScheduleLoop(lambda task: executor.submit(task), ctx.kube, ours.status_interval)
+    ctx.schedules.start()
     memo.nova = ctx
 
 
@@ -75,6 +79,8 @@ def cleanup(memo: kopf.Memo, **_: Any) -> None:
     ctx: OperatorContext | None = memo.get("nova")
     if ctx is not None and ctx.resync_loop is not None:
         ctx.resync_loop.stop()
+    if ctx is not None and ctx.schedules is not None:
+        ctx.schedules.stop()
 
 
 def _decide(ctx: OperatorContext, body: dict[str, Any]) -> Decision | None:
@@ -134,6 +140,19 @@ async def on_event(event: kopf.RawEvent, body: kopf.Body, patch: kopf.Patch, mem
     if decision is not None:
         _write(raw, decision, patch.status.update,
                lambda kind, reason, message: kopf.event(body, type=kind, reason=reason, message=message))
+
+
+@kopf.on.event(API_GROUP, API_VERSION, SCHEDULE_PLURAL)
+async def on_schedule_event(event: kopf.RawEvent, memo: kopf.Memo, **_: Any) -> None:
+    """TrainingSchedules: the watch only keeps the newest body; scheduling.ScheduleLoop decides."""
+    ctx: OperatorContext = memo.nova
+    raw: dict[str, Any] = dict(event["object"])
+    if ctx.schedules is None:
+        return
+    if event["type"] == "DELETED":
+        ctx.schedules.forget(raw["metadata"]["uid"])
+    else:
+        ctx.schedules.seen(raw)
 
 
 def _resync_pass(ctx: OperatorContext, body: dict[str, Any], done: Callable[[], None]) -> None:

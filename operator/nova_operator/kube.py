@@ -15,7 +15,8 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
-from nova.spec import API_GROUP, API_VERSION, PLURAL, SecretRef
+from nova.schedule import SCHEDULE_PLURAL
+from nova.spec import API_GROUP, API_VERSION, KIND, PLURAL, SecretRef
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "nova-operator"
@@ -137,6 +138,10 @@ class Kube:
         calls: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
             "ConfigMap": (self.core.create_namespaced_config_map, self.core.read_namespaced_config_map),
             "Job": (self.batch.create_namespaced_job, self.batch.read_namespaced_job),
+            KIND: (lambda ns, body, **kw: self.custom.create_namespaced_custom_object(
+                       API_GROUP, API_VERSION, ns, PLURAL, body, **kw),
+                   lambda name, ns, **kw: self.custom.get_namespaced_custom_object(
+                       API_GROUP, API_VERSION, ns, PLURAL, name, **kw)),
         }
         create, read = calls[kind]
         try:
@@ -178,13 +183,28 @@ class Kube:
                 return False
             raise
 
+    def list_runs(self, namespace: str, label_selector: str) -> list[dict[str, Any]]:
+        """The TrainingRuns of a namespace with these labels (a schedule's own)."""
+        return list(_json(self.custom.list_namespaced_custom_object, API_GROUP, API_VERSION, namespace, PLURAL,
+                          label_selector=label_selector).get("items") or [])
+
+    def patch_schedule_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
+        """Merge-patch a TrainingSchedule's status; returns it as stored, or None if it is gone."""
+        try:
+            return _json(self.custom.patch_namespaced_custom_object_status, API_GROUP, API_VERSION, namespace,
+                         SCHEDULE_PLURAL, name, {"status": status}, _content_type="application/merge-patch+json")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     def post_event(self, run: dict[str, Any], type_: str, reason: str, message: str) -> None:
         """A core/v1 Event on the run, as `kubectl describe trainingrun` shows them. Best effort:
         a lost Event is logged, never fails the pass that decided it."""
         md = run["metadata"]
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         event = {"metadata": {"generateName": f"{md['name']}.", "namespace": md["namespace"]},
-                 "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": "TrainingRun",
+                 "involvedObject": {"apiVersion": f"{API_GROUP}/{API_VERSION}", "kind": run.get("kind", KIND),
                                     "namespace": md["namespace"], "name": md["name"], "uid": md["uid"],
                                     "resourceVersion": md.get("resourceVersion")},
                  "type": type_, "reason": reason, "message": message[:1024], "action": reason,

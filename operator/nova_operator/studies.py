@@ -12,6 +12,7 @@ StorageError (nova.storage_errors judges whether they are permanent).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import warnings
@@ -25,8 +26,9 @@ from nova.budget import count_trials
 from nova.errors import StorageError
 from nova.spec import ResolvedRun
 from nova.storage_errors import describe, is_driver_error, storage_error
-from nova.study_identity import FINGERPRINT_ATTR, check, fingerprint
 from nova.storage_url import grpc_address, normalize
+from nova.study_identity import FINGERPRINT_ATTR, check, fingerprint
+from nova.warm_start import WARM_START_ATTR, WarmStartPlan, plan, source_study_name
 from nova_operator.decision import StudyProgress
 
 log = logging.getLogger(__name__)
@@ -134,6 +136,7 @@ class Studies:
 
             study_id, new = _with_reconnect(create, "create the studies")
             self._ids[(id(storage), name)] = (study_id, maximize)
+            attrs: dict[str, Any] = {}
             if new:
                 _with_reconnect(lambda sid=study_id: storage.set_study_user_attr(sid, FINGERPRINT_ATTR, measures),
                                 "create the studies")
@@ -141,6 +144,11 @@ class Studies:
             else:  # an existing study must have been made for this spec
                 attrs = _with_reconnect(lambda sid=study_id: storage.get_study_user_attrs(sid), "read the studies")
                 check(run, name, attrs.get(FINGERPRINT_ATTR))
+            # a worker may have made the study first: seeding is keyed on the study's record of it,
+            # and enqueueing skips parameters already queued, so a pass repeated after a crash adds none
+            if run.spec.tuning.warm_start_from and WARM_START_ATTR not in attrs:
+                _with_reconnect(functools.partial(warm_start, run, symbol, storage, study_id),
+                                "warm-start the studies")
         return made
 
     def read_progress(self, run: ResolvedRun, storage: optuna.storages.BaseStorage) -> list[StudyProgress]:
@@ -188,6 +196,31 @@ class Studies:
             self._ids.pop((id(storage), name), None)
             study_id, maximize = self._study_id(storage, name)
             return storage.get_all_trials(study_id, deepcopy=False), maximize
+
+
+def warm_start(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStorage, study_id: int) -> WarmStartPlan:
+    """Enqueue the best trials of the previous run's study of `symbol` (tuning.warmStartFrom) as
+    fixed trials of this run's, fitted to its search space (nova.warm_start); the study's
+    WARM_START_ATTR says what was seeded and what was clipped or dropped."""
+    source_run = run.spec.tuning.warm_start_from
+    assert source_run is not None
+    source = source_study_name(run.namespace, source_run, symbol)
+    name = run.study_name(symbol)
+    try:
+        source_id = storage.get_study_id_from_name(source)
+    except KeyError:
+        seeds = WarmStartPlan(notes=[f"no study '{source}' in this storage: nothing to warm-start from"])
+    else:
+        maximize = storage.get_study_directions(source_id)[0] == optuna.study.StudyDirection.MAXIMIZE
+        seeds = plan(storage.get_all_trials(source_id, deepcopy=False), maximize, run.spec.tuning.search_space,
+                     run.spec.tuning.warm_start.top_k, run.spec.tuning.trials)
+    if seeds.seeds:
+        study = optuna.load_study(study_name=name, storage=storage)
+        for params in seeds.seeds:
+            study.enqueue_trial(params, skip_if_exists=True)
+    storage.set_study_user_attr(study_id, WARM_START_ATTR, seeds.record(source))
+    log.info("%s: %s", name, seeds.summary(source))
+    return seeds
 
 
 def _with_reconnect[T](action: Callable[[], T], doing: str) -> T:

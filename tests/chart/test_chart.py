@@ -14,8 +14,7 @@ import sys
 import pytest
 import yaml
 
-from tests.chart.helm import (CHART, ROOT, VALUES_DIR, env_of, helm_binary, pod_spec, run_helm, secret_value,
-                              template)
+from tests.chart.helm import CHART, ROOT, VALUES_DIR, env_of, helm_binary, pod_spec, run_helm, secret_value, template
 
 VALUE_SETS = ["default", "namespace-scope", "external-db", "proxy-dashboard-monitoring"]
 
@@ -139,8 +138,10 @@ def test_rbac_is_least_privilege(helm):
     out = template(helm)
     rules = _rules(out.get("ClusterRole", "r-nova-operator"))
     assert rules == {
-        ("nova.dev", "trainingruns"): {"get", "list", "watch", "patch", "delete"},
+        ("nova.dev", "trainingruns"): {"get", "list", "watch", "create", "patch", "delete"},
         ("nova.dev", "trainingruns/status"): {"get", "patch", "update"},
+        ("nova.dev", "trainingschedules"): {"get", "list", "watch"},
+        ("nova.dev", "trainingschedules/status"): {"get", "patch"},
         ("nova.dev", "trainingruns/finalizers"): {"update"},
         ("batch", "jobs"): {"get", "create", "patch"},
         ("", "configmaps"): {"get", "create", "patch"},

@@ -31,6 +31,7 @@ from tests.cluster.fixtures import LOCAL_RUNNER_TOLERATION
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "nova.dev_trainingruns.yaml"
+SCHEDULE_CRD_FILE = ROOT / "crds" / "nova.dev_trainingschedules.yaml"
 E2E_NODE = "nova-e2e-runner"
 ON_E2E_NODE = {"nodeSelector": {"kubernetes.io/hostname": E2E_NODE}, "tolerations": [LOCAL_RUNNER_TOLERATION]}
 TERMINATION_MESSAGE_LIMIT = 4096  # kubelet's cap on a termination message
@@ -51,16 +52,17 @@ def kube(control_plane, monkeypatch):
 
 
 def apply_crd(control_plane) -> None:
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE), timeout=120)
-    deadline = time.monotonic() + 90
-    while True:  # `kubectl wait` errors out while the new CRD has no status.conditions yet
-        out = control_plane.kubectl("get", "crd/trainingruns.nova.dev", "-o",
-                                    'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False)
-        if out.returncode == 0 and out.stdout.strip() == "True":
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the TrainingRun CRD is not Established after 90 s: {out.stderr}")
-        time.sleep(0.2)
+    for path, name in ((CRD_FILE, "trainingruns.nova.dev"), (SCHEDULE_CRD_FILE, "trainingschedules.nova.dev")):
+        control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path), timeout=120)
+        deadline = time.monotonic() + 90
+        while True:  # `kubectl wait` errors out while the new CRD has no status.conditions yet
+            out = control_plane.kubectl("get", f"crd/{name}", "-o",
+                                        'jsonpath={.status.conditions[?(@.type=="Established")].status}', check=False)
+            if out.returncode == 0 and out.stdout.strip() == "True":
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the CRD {name} is not Established after 90 s: {out.stderr}")
+            time.sleep(0.2)
 
 
 def operator_command() -> list[str]:

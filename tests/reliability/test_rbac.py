@@ -22,7 +22,10 @@ RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
 ALLOWED = [
     ("get", "trainingruns.nova.dev"), ("list", "trainingruns.nova.dev"), ("watch", "trainingruns.nova.dev"),
     ("patch", "trainingruns.nova.dev"), ("patch", "trainingruns.nova.dev/status"),
-    ("delete", "trainingruns.nova.dev"),  # ttlSecondsAfterFinished
+    ("delete", "trainingruns.nova.dev"),  # ttlSecondsAfterFinished, a schedule's history limits
+    ("create", "trainingruns.nova.dev"),  # a TrainingSchedule's runs
+    ("get", "trainingschedules.nova.dev"), ("list", "trainingschedules.nova.dev"),
+    ("watch", "trainingschedules.nova.dev"), ("patch", "trainingschedules.nova.dev/status"),
     ("create", "jobs.batch"), ("get", "jobs.batch"), ("patch", "jobs.batch"),
     ("create", "configmaps"), ("get", "configmaps"), ("patch", "configmaps"),
     ("get", "secrets"),  # reads the named storage Secret to check it before any pod starts

@@ -9,9 +9,11 @@ from __future__ import annotations
 import copy
 from typing import Any, Iterator
 
+import pytest
 import yaml
 
 from nova import crd
+from nova.schedule import ScheduleStatus
 from nova.spec import TrainingRunSpec
 from nova.status import RunStatus
 
@@ -26,17 +28,25 @@ def _nodes(schema: dict[str, Any], where: str = "") -> Iterator[tuple[str, dict[
         yield from _nodes(schema["additionalProperties"], f"{where}.*")
 
 
-def _root() -> dict[str, Any]:
-    return crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+def _root(kind: str = "TrainingRun") -> dict[str, Any]:
+    made = crd.crd() if kind == "TrainingRun" else crd.schedule_crd()
+    return made["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
-def test_committed_crd_matches_the_generator():
-    committed = crd.CRD_PATH.read_text()
-    assert committed == crd.render(), "crds/ is stale: run `python -m nova.crd` and commit the result"
+@pytest.mark.parametrize("path, render", [(crd.CRD_PATH, crd.render), (crd.SCHEDULE_CRD_PATH, crd.render_schedule)])
+def test_committed_crd_matches_the_generator(path, render):
+    committed = path.read_text()
+    assert committed == render(), "crds/ is stale: run `python -m nova.crd` and commit the result"
 
 
-def test_schema_is_structural():
-    for where, node in _nodes(_root()):
+def test_the_generator_writes_every_kind_and_nothing_else_is_in_crds(tmp_path):
+    assert crd.main([str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in crd.CRD_DIR.glob("*.yaml"))
+
+
+@pytest.mark.parametrize("kind", ["TrainingRun", "TrainingSchedule"])
+def test_schema_is_structural(kind):
+    for where, node in _nodes(_root(kind)):
         untyped_ok = node.get("x-kubernetes-preserve-unknown-fields") or node.get("x-kubernetes-int-or-string")
         assert "type" in node or untyped_ok, f"{where} has no type"
         for keyword in ("$ref", "$defs", "anyOf", "oneOf", "allOf", "not", "patternProperties", "title",
@@ -53,7 +63,7 @@ def test_schema_is_structural():
 
 
 def test_no_null_left_anywhere():
-    text = crd.render()
+    text = crd.render() + crd.render_schedule()
     assert "null" not in text and "anyOf" not in text and "$ref" not in text
 
 
@@ -177,3 +187,30 @@ def test_descriptions_say_what_may_change_on_a_running_run():
         assert "Cannot change once the run exists" in crd._at(spec, path)["description"], path
     for path in crd.MUTABLE:
         assert "May change on a running run" in crd._at(spec, path)["description"], path
+
+
+def test_schedule_names_columns_and_descriptions():
+    doc = yaml.safe_load(crd.SCHEDULE_CRD_PATH.read_text())
+    assert doc["metadata"]["name"] == "trainingschedules.nova.dev"
+    assert doc["spec"]["group"] == "nova.dev" and doc["spec"]["names"]["kind"] == "TrainingSchedule"
+    version = doc["spec"]["versions"][0]
+    assert version["name"] == "v1alpha1" and version["subresources"] == {"status": {}}
+    columns = {c["name"]: c["jsonPath"] for c in version["additionalPrinterColumns"]}
+    assert columns["Schedule"] == ".spec.schedule" and columns["Suspend"] == ".spec.suspend"
+    assert columns["Last Schedule"] == ".status.lastScheduleTime" and columns["Active"] == ".status.activeCount"
+    assert columns["Age"] == ".metadata.creationTimestamp"
+    root = _root("TrainingSchedule")
+    missing = _undescribed(root["properties"]["spec"], "spec") + _undescribed(root["properties"]["status"], "status")
+    assert not missing, "add a description (nova/schedule.py) to: " + ", ".join(missing)
+
+
+def test_schedule_template_keeps_the_run_rules_and_rolls_its_window():
+    spec = _root("TrainingSchedule")["properties"]["spec"]
+    template = spec["properties"]["runTemplate"]
+    rules = {r["rule"] for r in template.get("x-kubernetes-validations", [])}
+    assert "self.validation.walkForward.gap >= self.target.horizon" in rules
+    data = template["properties"]["data"]["properties"]
+    assert data["end"]["pattern"].startswith("^(latest|") and "lookback" in data
+    assert "self == oldSelf" not in str(template)  # a template may change: only runs are immutable
+    fields = {f.alias or n for n, f in ScheduleStatus.model_fields.items()}
+    assert fields == set(_root("TrainingSchedule")["properties"]["status"]["properties"])

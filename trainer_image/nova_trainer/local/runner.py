@@ -14,11 +14,14 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import optuna
+
 from nova.errors import DataError, NovaError, StorageError
 from nova.secrets import host_of, mask
 from nova.spec import ResolvedRun
 from nova_trainer.tuning.storage import open_storage, resolve_url
 from nova_trainer.tuning.study import open_study
+from nova_trainer.tuning.warm_start import previous_run, seed
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +114,10 @@ class LocalRun:
 
 
 def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progress: bool = True,
-              report: bool = True) -> LocalRun:
+              report: bool = True, warm_start_from: Path | None = None) -> LocalRun:
     """Tune and refit every symbol: the symbols' data is checked first, so a wrong symbol or path
-    stops the run before any process starts, with the reason on the terminal."""
+    stops the run before any process starts, with the reason on the terminal. `warm_start_from`,
+    the folder of a previous local run, seeds each new study with its best trials (nova.warm_start)."""
     from nova_trainer.local.datacheck import check_symbols
     from nova_trainer.local.progress import ProgressBoard
     from nova_trainer.local.report import write_report
@@ -131,8 +135,12 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
                         "the bundled data")
     (out_dir / "run.json").write_text(run.to_json())
     storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
+    source = previous_run(warm_start_from) if warm_start_from is not None else None
+    source_storage = optuna.storages.RDBStorage(source[1]) if source is not None else None
     for symbol in run.spec.data.symbols:
-        open_study(run, symbol, storage)
+        study = open_study(run, symbol, storage)
+        if source is not None and source_storage is not None:
+            seed(run, study, symbol, source_storage, source[0])
 
     ctx = mp.get_context("spawn")
     logs_dir = out_dir / "logs"
