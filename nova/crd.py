@@ -52,6 +52,8 @@ IMMUTABLE: dict[tuple[str, ...], str] = {
 # Optional scalars: a rule on the field itself would not see it added or removed, so the spec says it.
 IMMUTABLE_OPTIONAL: dict[str, str] = {
     "image": "spec.image is immutable: the worker pods were created with it; create a new TrainingRun to change it",
+    "queueName": "spec.queueName is immutable: the worker Job waits in that queue; create a new TrainingRun "
+                 "to use another",
 }
 # What may change on a running run, and how the change is applied (the README lists the same).
 MUTABLE: dict[tuple[str, ...], str] = {

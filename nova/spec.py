@@ -386,7 +386,12 @@ class TrainingRunSpec(SpecModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     image: str | None = Field(None, max_length=512, description="Trainer image; the operator's default otherwise")
     suspend: bool = Field(False, description="Stop every worker pod; finished trials are kept and tuning resumes "
-                          "where it was when set back to false")
+                          "where it was when set back to false (with a queue: when Kueue admits it again)")
+    queue_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, max_length=63, description="Kueue LocalQueue "
+                                   "of this namespace the worker and refit Jobs wait in (label "
+                                   "kueue.x-k8s.io/queue-name); they start only when Kueue admits them, and the "
+                                   "run shows phase Queued with Kueue's reason until then. Default: the operator's "
+                                   "default queue (the chart's kueue.defaultQueue), if any")
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after the run Succeeded or "
                                                    "Failed (status.completionTime) when it is deleted")
     progress_deadline_seconds: int = Field(600, ge=30, le=7 * 86400, description="Seconds a Preparing or Running "
