@@ -62,7 +62,8 @@ MUTABLE: dict[tuple[str, ...], str] = {
     ("tuning", "timeoutSeconds"): "read by workers started after the edit",
     ("tuning", "sampler"): "read by workers started after the edit",
     ("tuning", "pruner"): "read by workers started after the edit",
-    ("suspend",): "the worker Job is suspended or resumed; finished trials are kept",
+    ("suspend",): "the worker Job is suspended or resumed; finished trials are kept (with a queue Nova holds "
+                  "the Job's Kueue Workload, and Kueue starts the Job again when it admits it)",
     ("ttlSecondsAfterFinished",): "counted from status.completionTime",
     ("output",): "used by the refit if it has not started yet",
     ("progressDeadlineSeconds",): "applies from the next status pass",

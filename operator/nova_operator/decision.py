@@ -265,7 +265,8 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
 
 def _queued_message(job: str, queue: Admission) -> str:
     if queue.admitted:
-        return f"Job {job} admitted by Kueue" + (f" (ClusterQueue '{queue.cluster_queue}')" if queue.cluster_queue else "")
+        by = f" (ClusterQueue '{queue.cluster_queue}')" if queue.cluster_queue else ""
+        return f"Job {job} admitted by Kueue{by}"
     where = f"Job {job} waits in Kueue LocalQueue '{queue.queue}'"
     if queue.workload:
         where += f" (Workload {queue.workload})"

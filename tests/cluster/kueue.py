@@ -82,11 +82,12 @@ def crd_files() -> list[Path]:
 
 def _self_signed(d: Path) -> None:
     """tls.crt/tls.key for 127.0.0.1/localhost: the webhook server's and the (unused) metrics one."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kueue-test")])
