@@ -321,7 +321,13 @@ class SchedulingSpec(SpecModel):
                                               json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     affinity: dict[str, Any] = Field(default_factory=dict, description="Pod affinity (core/v1)",
                                      json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, description="PriorityClass of the pods")
+    priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, description="PriorityClass of the pods "
+                                            "(also the Kueue priority of a queued run, unless "
+                                            "workloadPriorityClassName is set)")
+    workload_priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, max_length=63,
+                                                     description="Kueue WorkloadPriorityClass of a queued run's Jobs "
+                                                     "(label kueue.x-k8s.io/priority-class): orders and preempts in "
+                                                     "Kueue without changing the pods' own priority")
     service_account_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN,
                                              description="ServiceAccount of the pods; default: the namespace's")
 

@@ -27,6 +27,7 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # The queue Nova means for a Job. The label follows it once Nova releases the Job to Kueue: a run
 # suspended by its user gets its Job without the label, so Kueue cannot admit (start) it meanwhile.
 QUEUE_ANNOTATION = f"{API_GROUP}/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"  # a Kueue WorkloadPriorityClass
 USER_ID = 1000
 
 
@@ -66,15 +67,18 @@ def queue_name(run: ResolvedRun, cfg: OperatorConfig) -> str | None:
     return run.spec.queue_name or cfg.default_queue
 
 
-def _queued(job: dict[str, Any], queue: str | None, release: bool) -> dict[str, Any]:
+def _queued(job: dict[str, Any], run: ResolvedRun, cfg: OperatorConfig, release: bool) -> dict[str, Any]:
     """A Job for Kueue: created suspended (Kueue unsuspends it on admission; Nova never does), with
     the queue label when released to Kueue, and the queue Nova means as an annotation either way."""
+    queue = queue_name(run, cfg)
     if queue is None:
         return job
     md = job["metadata"]
     md["annotations"][QUEUE_ANNOTATION] = queue
     if release:
         md["labels"][QUEUE_LABEL] = queue
+    if run.spec.scheduling.workload_priority_class_name:
+        md["labels"][PRIORITY_LABEL] = run.spec.scheduling.workload_priority_class_name
     job["spec"]["suspend"] = True
     return job
 
@@ -301,7 +305,7 @@ def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> 
                                   init_containers=[prep]),
             },
         },
-    }, queue_name(run, cfg), release=not spec.suspend)
+    }, run, cfg, release=not spec.suspend)
 
 
 def output_dir(run: ResolvedRun) -> str:
@@ -342,7 +346,7 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
                 "spec": _pod_spec(run, cfg, [refit], volumes),
             },
         },
-    }, queue_name(run, cfg), release=True)
+    }, run, cfg, release=True)
 
 
 def suspend_patch(suspend: bool) -> dict[str, Any]:

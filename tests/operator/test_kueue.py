@@ -40,7 +40,8 @@ def storage_url(operator_pg, kube_namespace) -> str:
 
 @pytest.fixture
 def gpu_queue(kueue, kube, kube_namespace, control_plane):
-    """ResourceFlavor, ClusterQueue (2 GPUs; preempts lower priority within it), LocalQueue `gpus`."""
+    """ResourceFlavor, ClusterQueue (2 GPUs; preempts lower priority within it), LocalQueue `gpus`,
+    a WorkloadPriorityClass `nova-test-high`."""
     custom = k8s.CustomObjectsApi(kube)
     cq, flavor = f"{kube_namespace}-cq", f"{kube_namespace}-gpu"
     custom.create_cluster_custom_object(*KUEUE, "resourceflavors", {
@@ -57,8 +58,9 @@ def gpu_queue(kueue, kube, kube_namespace, control_plane):
         "apiVersion": "/".join(KUEUE), "kind": "LocalQueue", "metadata": {"name": QUEUE},
         "spec": {"clusterQueue": cq}})
     try:
-        k8s.SchedulingV1Api(kube).create_priority_class({"metadata": {"name": HIGH}, "value": 1000,
-                                                         "preemptionPolicy": "Never"})
+        custom.create_cluster_custom_object(*KUEUE, "workloadpriorityclasses", {
+            "apiVersion": "/".join(KUEUE), "kind": "WorkloadPriorityClass", "metadata": {"name": HIGH},
+            "value": 1000, "description": "a run that may preempt the others"})
     except ApiException as exc:
         if exc.status != 409:
             raise
@@ -158,7 +160,7 @@ def test_three_runs_on_two_gpus_one_waits_queued_and_a_higher_priority_run_preem
     victim = third
 
     # a higher-priority run: Kueue preempts a lower one (priority 0 both; the one admitted last goes)
-    cluster.create_run(queued_run("vip", scheduling={"priorityClassName": HIGH}))
+    cluster.create_run(queued_run("vip", scheduling={"workloadPriorityClassName": HIGH}))
     wait_for(lambda: admitted(cluster, "vip"), "vip admitted by preempting a lower-priority run", op=op,
              diagnose_kueue=kueue)
     preempted = [n for n in (kept, victim) if cluster.job(f"{n}-workers").spec.suspend]

@@ -265,3 +265,12 @@ def test_a_user_suspended_run_gets_its_job_unreleased_so_kueue_cannot_start_it()
     assert job["spec"]["suspend"] is True
     assert b.QUEUE_LABEL not in job["metadata"]["labels"]  # released (labelled) on resume
     assert job["metadata"]["annotations"][b.QUEUE_ANNOTATION] == "q"
+
+
+def test_a_workload_priority_class_labels_the_queued_jobs_for_kueue():
+    r = run(queueName="q", scheduling={"workloadPriorityClassName": "prod"})
+    for job in (b.worker_job(r, OWNER, CFG), b.refit_job(r, OWNER, CFG)):
+        assert job["metadata"]["labels"][b.PRIORITY_LABEL] == "prod"
+        assert "priorityClassName" not in job["spec"]["template"]["spec"]  # the pods' own priority is untouched
+    assert b.PRIORITY_LABEL not in b.worker_job(run(scheduling={"workloadPriorityClassName": "prod"}), OWNER,
+                                                CFG)["metadata"]["labels"]  # no queue: Kueue's label means nothing
