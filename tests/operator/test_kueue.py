@@ -170,6 +170,9 @@ def test_three_runs_on_two_gpus_one_waits_queued_and_a_higher_priority_run_preem
         cluster.ns, field_selector=f"involvedObject.name={victim}-workers").items}
     assert "Stopped" in events or "Suspended" in events, events
     wait_for(lambda: cluster.phase(victim) == "Queued", f"{victim} Queued after its preemption", op=op)
+    conditions = workload_of(cluster, f"{victim}-workers")["status"]["conditions"]
+    evicted = next(c for c in conditions if c["type"] == "Evicted")
+    assert evicted["status"] == "True" and evicted["reason"] == "Preempted", evicted
     wait_for(lambda: not live_pods(cluster, f"{victim}-workers"), f"{victim}'s pod gone", op=op)
     trials_before = cluster.run(victim)["status"]["trials"]
 
