@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from nova_operator.builders import QUEUE_LABEL
 from nova_operator.queueing import HOLD_ANNOTATION, JOB_UID_LABEL
 from tests.cluster.fixtures import KWOK_EXIT_CODE_ANNOTATION
-from tests.operator.test_operator import Cluster, add_trials, finish_refit_pod, run_body
+from tests.operator.test_operator import Cluster, add_trials, finish_refit_pod, gpu_nodes, run_body  # noqa: F401 - fixture
 from tests.support.waiting import wait_for as support_wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]
@@ -88,7 +88,11 @@ def wait_for(check, what, timeout: float = 90, op=None, diagnose_kueue=None):
 
 
 def queued_run(name: str, **spec) -> dict:
-    return run_body(name, queueName=QUEUE, data={"symbols": ["AAA"]}, tuning={"trials": 3, "workers": 1}, **spec)
+    """One symbol, 3 trials, one 1-GPU worker (unless `tuning` says otherwise), in queue `gpus`."""
+    body = {"queueName": QUEUE, "data": {"symbols": ["AAA"]}, "tuning": {"trials": 3, "workers": 1}}
+    for key, value in spec.items():
+        body[key] = {**body.get(key, {}), **value} if isinstance(value, dict) else value
+    return run_body(name, **body)
 
 
 def workload_of(cluster: Cluster, job: str) -> dict | None:
