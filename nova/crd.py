@@ -55,6 +55,8 @@ IMMUTABLE: dict[tuple[str, ...], str] = {
 # Optional scalars: a rule on the field itself would not see it added or removed, so the spec says it.
 IMMUTABLE_OPTIONAL: dict[str, str] = {
     "image": "spec.image is immutable: the worker pods were created with it; create a new TrainingRun to change it",
+    "queueName": "spec.queueName is immutable: the worker Job waits in that queue; create a new TrainingRun "
+                 "to use another",
 }
 # What may change on a running run, and how the change is applied (the README lists the same).
 MUTABLE: dict[tuple[str, ...], str] = {
@@ -63,7 +65,8 @@ MUTABLE: dict[tuple[str, ...], str] = {
     ("tuning", "timeoutSeconds"): "read by workers started after the edit",
     ("tuning", "sampler"): "read by workers started after the edit",
     ("tuning", "pruner"): "read by workers started after the edit",
-    ("suspend",): "the worker Job is suspended or resumed; finished trials are kept",
+    ("suspend",): "the worker Job is suspended or resumed; finished trials are kept (with a queue Nova holds "
+                  "the Job's Kueue Workload, and Kueue starts the Job again when it admits it)",
     ("ttlSecondsAfterFinished",): "counted from status.completionTime",
     ("output",): "used by the refit if it has not started yet",
     ("progressDeadlineSeconds",): "applies from the next status pass",

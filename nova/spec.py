@@ -376,7 +376,13 @@ class SchedulingSpec(SpecModel):
                                               json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
     affinity: dict[str, Any] = Field(default_factory=dict, description="Pod affinity (core/v1)",
                                      json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})
-    priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, description="PriorityClass of the pods")
+    priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, description="PriorityClass of the pods "
+                                            "(also the Kueue priority of a queued run, unless "
+                                            "workloadPriorityClassName is set)")
+    workload_priority_class_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, max_length=63,
+                                                     description="Kueue WorkloadPriorityClass of a queued run's Jobs "
+                                                     "(label kueue.x-k8s.io/priority-class): orders and preempts in "
+                                                     "Kueue without changing the pods' own priority")
     service_account_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN,
                                              description="ServiceAccount of the pods; default: the namespace's")
 
@@ -442,7 +448,12 @@ class TrainingRunSpec(SpecModel):
     output: OutputSpec = Field(default_factory=OutputSpec)
     image: str | None = Field(None, max_length=512, description="Trainer image; the operator's default otherwise")
     suspend: bool = Field(False, description="Stop every worker pod; finished trials are kept and tuning resumes "
-                          "where it was when set back to false")
+                          "where it was when set back to false (with a queue: when Kueue admits it again)")
+    queue_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, max_length=63, description="Kueue LocalQueue "
+                                   "of this namespace the worker and refit Jobs wait in (label "
+                                   "kueue.x-k8s.io/queue-name); they start only when Kueue admits them, and the "
+                                   "run shows phase Queued with Kueue's reason until then. Default: the operator's "
+                                   "default queue (the chart's kueue.defaultQueue), if any")
     ttl_seconds_after_finished: int | None = Field(None, ge=0, description="Seconds after the run Succeeded or "
                                                    "Failed (status.completionTime) when it is deleted")
     progress_deadline_seconds: int = Field(600, ge=30, le=7 * 86400, description="Seconds a Preparing or Running "

@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-Phase = Literal["Pending", "Preparing", "Running", "Refitting", "Succeeded", "Failed", "Suspended"]
+Phase = Literal["Pending", "Queued", "Preparing", "Running", "Refitting", "Succeeded", "Failed", "Suspended"]
 
 
 class StatusModel(BaseModel):
@@ -99,12 +99,14 @@ class ModelStatus(StatusModel):
 class RunStatus(StatusModel):
     """Written by the operator only."""
 
-    phase: Phase = Field("Pending", description="Pending, Preparing, Running, Refitting, Succeeded, Failed or "
+    phase: Phase = Field("Pending", description="Pending, Queued (a Kueue queue holds its Job: the Admitted "
+                         "condition carries Kueue's reason), Preparing, Running, Refitting, Succeeded, Failed or "
                          "Suspended; the conditions say why")
     message: str | None = Field(None, description="One line: what the run is doing or why it stopped")
     observed_generation: int | None = Field(None, ge=0, description="metadata.generation this status was decided for")
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Reconciling, Stalled, Suspended, "
-                                        "TuningComplete (kstatus conventions)")
+                                        "TuningComplete, Progressing (kstatus conventions); Admitted for a run "
+                                        "with a queue")
     symbols: int | None = Field(None, ge=0, description="Number of symbols (for the printer column)")
     trials: str | None = Field(None, description="Finished trials / total budget, over every symbol")
     best_value: float | None = Field(None, description="Best value over every symbol's study")

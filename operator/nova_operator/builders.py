@@ -22,6 +22,12 @@ DATA_URL_ENV = "NOVA_DATA_URL"
 RUN_LABEL = f"{API_GROUP}/run"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 GENERATION_ANNOTATION = f"{API_GROUP}/generation"
+# Kueue's label: a Job that carries it waits in that LocalQueue until Kueue admits (unsuspends) it.
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# The queue Nova means for a Job. The label follows it once Nova releases the Job to Kueue: a run
+# suspended by its user gets its Job without the label, so Kueue cannot admit (start) it meanwhile.
+QUEUE_ANNOTATION = f"{API_GROUP}/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"  # a Kueue WorkloadPriorityClass
 USER_ID = 1000
 
 
@@ -37,6 +43,7 @@ class OperatorConfig:
     default_storage_secret: SecretRef | None = None  # used when a run names no storage Secret
     termination_grace_seconds: int = 60  # the trainer re-queues its trial on SIGTERM
     extra_labels: dict[str, str] = field(default_factory=dict)
+    default_queue: str | None = None  # Kueue LocalQueue for runs that name none (spec.queueName)
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> OperatorConfig:
@@ -51,7 +58,29 @@ class OperatorConfig:
             backoff_limit_per_index=int(env.get("NOVA_BACKOFF_LIMIT_PER_INDEX", cls.backoff_limit_per_index)),
             output_claim=env.get("NOVA_OUTPUT_CLAIM") or None,
             default_storage_secret=secret,
+            default_queue=env.get("NOVA_DEFAULT_QUEUE") or None,
         )
+
+
+def queue_name(run: ResolvedRun, cfg: OperatorConfig) -> str | None:
+    """The Kueue LocalQueue of the run's Jobs: its own, else the operator's default, else none."""
+    return run.spec.queue_name or cfg.default_queue
+
+
+def _queued(job: dict[str, Any], run: ResolvedRun, cfg: OperatorConfig, release: bool) -> dict[str, Any]:
+    """A Job for Kueue: created suspended (Kueue unsuspends it on admission; Nova never does), with
+    the queue label when released to Kueue, and the queue Nova means as an annotation either way."""
+    queue = queue_name(run, cfg)
+    if queue is None:
+        return job
+    md = job["metadata"]
+    md["annotations"][QUEUE_ANNOTATION] = queue
+    if release:
+        md["labels"][QUEUE_LABEL] = queue
+    if run.spec.scheduling.workload_priority_class_name:
+        md["labels"][PRIORITY_LABEL] = run.spec.scheduling.workload_priority_class_name
+    job["spec"]["suspend"] = True
+    return job
 
 
 def config_map_name(run: str) -> str:
@@ -242,7 +271,8 @@ def _container(run: ResolvedRun, cfg: OperatorConfig, name: str, args: list[str]
 
 def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> dict[str, Any]:
     """The Indexed Job of `tuning.workers` pods: prep (native sidecar) builds features ahead into an
-    emptyDir, trainer joins each symbol's study and runs trials until the budget is held."""
+    emptyDir, trainer joins each symbol's study and runs trials until the budget is held. With a
+    queue it starts suspended and is released to Kueue unless the user suspended the run."""
     spec = run.spec
     features = {"name": "features", "mountPath": FEATURES_DIR}
     prep = _container(run, cfg, "prep", ["prep", "--config", RUN_JSON, "--out", FEATURES_DIR, "--linger"],
@@ -252,7 +282,7 @@ def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> 
     trainer = _container(run, cfg, "trainer", ["tune", "--config", RUN_JSON, "--shards", FEATURES_DIR],
                          _resources(spec.resources.trainer, gpus), _mounts(features))
     pod_labels = labels(run, "worker", cfg)
-    return {
+    return _queued({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": _metadata(run, workers_job_name(run.name), "worker", owner, cfg),
         "spec": {
@@ -275,7 +305,7 @@ def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> 
                                   init_containers=[prep]),
             },
         },
-    }
+    }, run, cfg, release=not spec.suspend)
 
 
 def output_dir(run: ResolvedRun) -> str:
@@ -302,7 +332,7 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
                         RUN_JSON, out, RESULT_PATH]
     refit.pop("args")
     refit["terminationMessagePath"] = RESULT_PATH
-    return {
+    return _queued({
         "apiVersion": "batch/v1", "kind": "Job",
         "metadata": _metadata(run, refit_job_name(run.name), "refit", owner, cfg),
         "spec": {
@@ -316,7 +346,7 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
                 "spec": _pod_spec(run, cfg, [refit], volumes),
             },
         },
-    }
+    }, run, cfg, release=True)
 
 
 def suspend_patch(suspend: bool) -> dict[str, Any]:

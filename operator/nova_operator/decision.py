@@ -26,6 +26,7 @@ from nova.status import (
     SymbolModel,
     WorkerStatus,
 )
+from nova_operator.queueing import Admission
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +85,8 @@ class Observed:
     refit: JobState = JobState()
     studies: list[StudyProgress] | None = None  # None: the storage could not be read this time
     problem: Problem | None = None
+    workers_queue: Admission = Admission()  # where each Job stands with Kueue (queueing.admission)
+    refit_queue: Admission = Admission()
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,9 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
         status.phase, reason = "Failed", "RefitFailed"
         message = (f"the refit Job {refit_job} failed ({obs.refit.failed_reason or 'BackoffLimitExceeded'}): "
                    f"see `kubectl logs job/{refit_job}`; the studies are kept, delete the Job to retry")
+    elif obs.refit.exists and obs.refit_queue.waiting:
+        status.phase, reason = "Queued", obs.refit_queue.reason
+        message = _queued_message(refit_job, obs.refit_queue)
     elif obs.refit.exists:
         status.phase, reason, message = "Refitting", "Refitting", f"training the best parameters on all data ({refit_job})"
     elif spec.suspend:
@@ -229,6 +235,9 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
         message = (f"worker pods kept failing past the retry limit ({obs.workers.failed_reason or 'BackoffLimitExceeded'}"
                    f"{': ' + obs.workers.failed_message if obs.workers.failed_message else ''}): see "
                    f"`kubectl logs job/{workers_job} -c trainer`; finished trials are kept")
+    elif obs.workers.exists and obs.workers_queue.waiting:
+        status.phase, reason = "Queued", obs.workers_queue.reason
+        message = _queued_message(workers_job, obs.workers_queue)
     elif obs.workers.exists:
         started = studies is not None and any(s.finished + s.running > 0 for s in studies)
         if started:
@@ -245,7 +254,10 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
         status.completion_time = None
     status.message = message
     ready = ("True", "Succeeded", message) if status.phase == "Succeeded" else ("False", reason, message)
-    working = status.phase in ("Pending", "Preparing", "Running", "Refitting")
+    working = status.phase in ("Pending", "Queued", "Preparing", "Running", "Refitting")
+    queue = obs.refit_queue if obs.refit.exists else obs.workers_queue
+    admitted = [("Admitted", "True" if queue.admitted else "False", queue.reason or "Pending",
+                 _queued_message(refit_job if obs.refit.exists else workers_job, queue))] if queue.queue else []
     status.conditions = [Condition.model_validate(c) for c in _conditions(previous.get("conditions") or [], [
         ("Ready", *ready),
         ("Reconciling", "True" if working else "False", reason if working else status.phase, message if working else ""),
@@ -256,6 +268,7 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
         ("TuningComplete", "True" if tuning_over else "False", "BudgetReached" if all_done else
          ("WorkersFinished" if tuning_over else "Tuning"), ""),
         ("Progressing", *progressing),
+        *admitted,
     ], run.generation, stamp)]
 
     events = []
@@ -267,6 +280,16 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
         events.append((kind, reason, f"{old_phase or 'New'} -> {status.phase}: {message}"))
     patch = status.model_dump(by_alias=True, mode="json", exclude_none=True)
     return Decision(status=patch, create_refit=create_refit, events=events)
+
+
+def _queued_message(job: str, queue: Admission) -> str:
+    if queue.admitted:
+        by = f" (ClusterQueue '{queue.cluster_queue}')" if queue.cluster_queue else ""
+        return f"Job {job} admitted by Kueue{by}"
+    where = f"Job {job} waits in Kueue LocalQueue '{queue.queue}'"
+    if queue.workload:
+        where += f" (Workload {queue.workload})"
+    return f"{where}: {queue.message}" if queue.message else where
 
 
 def _progress(run: ResolvedRun, obs: Observed, previous: dict[str, Any], status: RunStatus, stamp: str,
@@ -282,9 +305,9 @@ def _progress(run: ResolvedRun, obs: Observed, previous: dict[str, Any], status:
     was = (previous.get("phase"), previous.get("trials"), (previous.get("workers") or {}).get("ready", 0),
            sum(s.get("running", 0) for s in previous.get("studies") or []))
     status.last_progress_time = stamp if mark != was or not before else before
-    if status.phase not in ("Preparing", "Running"):
+    if status.phase not in ("Preparing", "Running"):  # a queued run waits on Kueue, not on its pods
         return "False" if status.phase in ("Succeeded", "Failed", "Suspended") else "True", \
-            "NotTuning" if status.phase != "Pending" else "Pending", ""
+            status.phase if status.phase in ("Pending", "Queued") else "NotTuning", ""
     since = dt.datetime.strptime(status.last_progress_time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
     idle = int(((now or dt.datetime.now(dt.UTC)) - since).total_seconds())
     deadline = run.spec.progress_deadline_seconds

@@ -17,6 +17,7 @@ from kubernetes.client.exceptions import ApiException
 
 from nova.schedule import SCHEDULE_PLURAL
 from nova.spec import API_GROUP, API_VERSION, KIND, PLURAL, SecretRef
+from nova_operator import queueing
 
 log = logging.getLogger(__name__)
 EVENT_SOURCE = "nova-operator"
@@ -131,6 +132,24 @@ class Kube:
         lines = [ln for ln in newest["message"].strip().splitlines() if ln.strip()]
         return lines[-1][:500] if lines else None
 
+    def job_workload(self, namespace: str, job_uid: str) -> tuple[dict[str, Any] | None, str | None]:
+        """(the Kueue Workload of a Job or None, None) or (None, why Kueue cannot be read)."""
+        try:
+            found = _json(self.custom.list_namespaced_custom_object, queueing.WORKLOAD_GROUP,
+                          queueing.WORKLOAD_VERSION, namespace, queueing.WORKLOAD_PLURAL,
+                          label_selector=f"{queueing.JOB_UID_LABEL}={job_uid}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return None, (f"the API server serves no {queueing.WORKLOAD_PLURAL}.{queueing.WORKLOAD_GROUP}/"
+                              f"{queueing.WORKLOAD_VERSION}: install Kueue (v0.15 or later), or run without a "
+                              "queue (unset spec.queueName and the operator's NOVA_DEFAULT_QUEUE)")
+            if exc.status == 403:
+                return None, (f"the operator may not list {queueing.WORKLOAD_PLURAL}.{queueing.WORKLOAD_GROUP} in "
+                              f"namespace '{namespace}': grant it get/list/patch on them (the chart's ClusterRole "
+                              "does)")
+            raise
+        return queueing.pick_workload(job_uid, found.get("items") or []), None
+
     # -- writes ---------------------------------------------------------------------------------
     def create_or_get(self, manifest: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Create the child; if one with that name exists, return it unchanged. (object, created)"""
@@ -159,6 +178,12 @@ class Kube:
 
     def patch_job(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
         self.batch.patch_namespaced_job(name, namespace, patch, _preload_content=False)
+
+    def patch_workload(self, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(queueing.WORKLOAD_GROUP, queueing.WORKLOAD_VERSION, namespace,
+                                                   queueing.WORKLOAD_PLURAL, name, patch,
+                                                   _content_type="application/merge-patch+json",
+                                                   _preload_content=False)
 
     def patch_run_status(self, namespace: str, name: str, status: dict[str, Any]) -> dict[str, Any] | None:
         """Merge-patch the run's status; returns the run as stored, or None if it is gone."""

@@ -20,10 +20,11 @@ from pydantic import ValidationError
 from nova.errors import StorageError
 from nova.spec import ResolvedRun, TrainingRunSpec, format_validation_error
 from nova.study_identity import StudyMismatch
-from nova_operator import builders, failpoints, finalizers
+from nova_operator import builders, failpoints, finalizers, queueing
 from nova_operator.context import OperatorContext
 from nova_operator.decision import Decision, JobState, Observed, Problem, decide
 from nova_operator.kube import Kube
+from nova_operator.queueing import Admission
 from nova_operator.studies import Studies, empty_progress
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,8 @@ def ensure_workers(ctx: OperatorContext, run: ResolvedRun, owner: dict[str, Any]
         failpoints.hit("after-studies")
     spec = job.get("spec") or {}
     patch: dict[str, Any] = {}
-    if bool(spec.get("suspend")) != run.spec.suspend and not _finished(job):
+    # a queued Job is Kueue's to start: its suspend follows the run in follow_queue
+    if queueing.job_queue(job) is None and bool(spec.get("suspend")) != run.spec.suspend and not _finished(job):
         patch.update(builders.suspend_patch(run.spec.suspend)["spec"])
     if spec.get("parallelism") != run.spec.tuning.workers and not _finished(job):
         patch.update(builders.scale_patch(run)["spec"])
@@ -145,6 +147,28 @@ def ensure_workers(ctx: OperatorContext, run: ResolvedRun, owner: dict[str, Any]
         kube.patch_job(run.namespace, job["metadata"]["name"], {"spec": patch})
         job["spec"] = {**spec, **patch}
     return job, fresh
+
+
+def follow_queue(kube: Kube, job: dict[str, Any] | None, suspend: bool) -> Admission:
+    """A queued Job: read its Workload, apply Nova's side of spec.suspend (queueing.follow_suspend),
+    and say where it stands with Kueue. One list call per pass, only for an unfinished queued Job."""
+    queue = queueing.job_queue(job)
+    if job is None or queue is None:
+        return Admission()
+    if _finished(job):
+        return Admission(queue, admitted=True, reason="Finished", message="")
+    md = job["metadata"]
+    workload, missing = kube.job_workload(md["namespace"], md["uid"]) if queueing.released(job) else (None, None)
+    patches = queueing.follow_suspend(suspend, job, workload)
+    if patches.job:
+        kube.patch_job(md["namespace"], md["name"], patches.job)
+        md["labels"] = {**(md.get("labels") or {}), **(patches.job.get("metadata") or {}).get("labels", {})}
+        job["spec"] = {**(job.get("spec") or {}), **patches.job.get("spec", {})}
+    if patches.workload and workload is not None:
+        kube.patch_workload(md["namespace"], workload["metadata"]["name"], patches.workload)
+        log.info("%s Workload %s/%s for Job %s", "held" if suspend else "released", md["namespace"],
+                 workload["metadata"]["name"], md["name"])
+    return queueing.admission(job, workload, missing)
 
 
 def _finished(job: dict[str, Any]) -> bool:
@@ -205,6 +229,12 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
         except StorageError as exc:
             studies.forget(url or "")
             problem = problem or Problem("StorageUnavailable", str(exc), retry=True)
+    workers_queue = Admission()
+    if problem is None:
+        try:
+            workers_queue = follow_queue(kube, workers, run.spec.suspend)
+        except ApiException as exc:
+            problem = child_problem(exc, f"hold or release the queued Job {workers_name}")
     workers_state = JobState.from_job(workers)
     if workers_state.failed_condition:
         detail = kube.failed_pod_message(namespace, workers_name, "trainer")
@@ -217,14 +247,17 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
     refit = kube.get_job(namespace, refit_name) if refit_possible else None
     refit_state = JobState.from_job(refit, kube.pod_result(namespace, refit_name, "refit")
                                     if refit and _finished(refit) else None)
-    decision = decide(run, Observed(workers=workers_state, refit=refit_state, studies=progress, problem=problem),
+    refit_queue = follow_queue(kube, refit, suspend=False)
+    decision = decide(run, Observed(workers=workers_state, refit=refit_state, studies=progress, problem=problem,
+                                    workers_queue=workers_queue, refit_queue=refit_queue),
                       previous, builders.output_dir(run), workers_name, refit_name, now)
     if decision.create_refit:
         try:
             kube.create_or_get(builders.refit_job(run, owner, cfg))
         except ApiException as exc:
             problem = child_problem(exc, f"create the refit Job {refit_name}")
-            decision = decide(run, Observed(workers=workers_state, studies=progress, problem=problem),
+            decision = decide(run, Observed(workers=workers_state, studies=progress, problem=problem,
+                                            workers_queue=workers_queue),
                               previous, builders.output_dir(run), workers_name, refit_name, now)
     return Outcome(decision)
 

@@ -149,6 +149,8 @@ def test_rbac_is_least_privilege(helm):
         ("", "pods"): {"list", "watch"},
         ("", "events"): {"create", "patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
+        # Kueue: a queued Job's Workload (why it waits), spec.active (a user's suspend of a queued run)
+        ("kueue.x-k8s.io", "workloads"): {"get", "list", "patch"},
     }
     for verbs in rules.values():
         assert "*" not in verbs
@@ -156,6 +158,17 @@ def test_rbac_is_least_privilege(helm):
     assert discovery == {("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
     # no kopf peering objects: the operator runs kopf standalone
     assert "kopf.dev" not in {g for g, _ in rules} | {g for g, _ in discovery}
+
+
+def test_kueue_default_queue_reaches_the_operator_and_its_rbac_can_be_dropped(helm):
+    default = template(helm)
+    assert "NOVA_DEFAULT_QUEUE" not in env_of(pod_spec(default.get("Deployment", "r-nova-operator"))["containers"][0])
+    out = template(helm, "--set", "kueue.defaultQueue=team-gpus", "--set", "kueue.rbac=false")
+    assert env_of(pod_spec(out.get("Deployment", "r-nova-operator"))["containers"][0])["NOVA_DEFAULT_QUEUE"] == \
+        "team-gpus"
+    assert ("kueue.x-k8s.io", "workloads") not in _rules(out.get("ClusterRole", "r-nova-operator"))
+    bad = run_helm(helm, "template", "r", str(CHART), "--set", "kueue.defaultQueue=Not_A_Queue", check=False)
+    assert bad.returncode != 0 and "defaultQueue" in bad.stderr
 
 
 def test_namespace_scope_renders_roles_in_the_watched_namespaces_only(helm):

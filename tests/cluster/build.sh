@@ -6,7 +6,8 @@
 #   tests/cluster/build.sh --print-dir  # prints that folder and exits
 #
 # Produces: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm, and kwok's
-# Stage YAMLs (stages/). Idempotent: a component whose binary and version stamp exist is skipped,
+# Stage YAMLs (stages/); and Kueue's manager with its CRDs in their own folder,
+# ${NOVA_CACHE:-$HOME/.cache/nova}/kueue-<v>/{bin/kueue,crds/} (`--print-kueue-dir` prints it). Idempotent: a component whose binary and version stamp exist is skipped,
 # so a warm run returns at once. Wrapper Go modules are generated under the cache (work/), never in
 # the repository. A cold build takes tens of minutes on 2 cores.
 set -euo pipefail
@@ -20,8 +21,10 @@ OUT="$CACHE_ROOT/k8s-$K8S_VERSION"
 BIN="$OUT/bin"
 STAGES="$OUT/stages"
 WORK="$OUT/work"
+KUEUE_OUT="$CACHE_ROOT/kueue-$KUEUE_VERSION"
 
 if [[ "${1:-}" == "--print-dir" ]]; then echo "$OUT"; exit 0; fi
+if [[ "${1:-}" == "--print-kueue-dir" ]]; then echo "$KUEUE_OUT"; exit 0; fi
 
 stamp_ok() {  # stamp_ok NAME VERSION: binary exists and was built from VERSION
   [[ -x "$BIN/$1" && -f "$BIN/.$1.version" && "$(cat "$BIN/.$1.version")" == "$2" ]]
@@ -30,7 +33,11 @@ all_done() {
   stamp_ok etcd "$ETCD_VERSION" && stamp_ok kube-apiserver "$K8S_VERSION" &&
     stamp_ok kube-controller-manager "$K8S_VERSION" && stamp_ok kube-scheduler "$K8S_VERSION" &&
     stamp_ok kwok "$KWOK_VERSION" && stamp_ok helm "$HELM_VERSION" &&
-    [[ -f "$STAGES/.version" && "$(cat "$STAGES/.version")" == "$KWOK_VERSION" ]]
+    [[ -f "$STAGES/.version" && "$(cat "$STAGES/.version")" == "$KWOK_VERSION" ]] && kueue_done
+}
+kueue_done() {
+  [[ -x "$KUEUE_OUT/bin/kueue" && -f "$KUEUE_OUT/.version" &&
+    "$(cat "$KUEUE_OUT/.version")" == "$KUEUE_VERSION" ]]
 }
 if all_done; then exit 0; fi
 
@@ -153,9 +160,28 @@ build_helm() {
   echo "$HELM_VERSION" > "$BIN/.helm.version"
 }
 
+# Kueue's manager (cmd/kueue) and the CRDs it serves, copied out of the module cache so that the
+# tests read them from the cache folder (nothing of Kueue lives in this repository).
+build_kueue() {
+  kueue_done && return 0
+  log "kueue v$KUEUE_VERSION"
+  local dir; dir="$(modfield "sigs.k8s.io/kueue@v$KUEUE_VERSION" Dir)"
+  mkdir -p "$KUEUE_OUT/bin" "$KUEUE_OUT/crds"
+  install -m 0644 "$dir"/config/components/crd/bases/kueue.x-k8s.io_*.yaml "$KUEUE_OUT/crds/"
+  local p="sigs.k8s.io/kueue/pkg/version"
+  (cd "$WORK" && GOBIN="$KUEUE_OUT/bin" sumdb_fallback "${NICE[@]}" "$GO" install -p "$PAR" \
+    -trimpath -ldflags "-s -w -X $p.GitVersion=v$KUEUE_VERSION -X $p.GitCommit=v$KUEUE_VERSION" \
+    "sigs.k8s.io/kueue/cmd/kueue@v$KUEUE_VERSION")
+  echo "$KUEUE_VERSION" > "$KUEUE_OUT/.version"
+}
+
+if [[ "${1:-}" == "--kueue-only" ]]; then mkdir -p "$WORK"; START=$(date +%s); build_kueue
+  log "kueue done in $(( $(date +%s) - START )) s: $KUEUE_OUT"; exit 0; fi
+
 build_etcd
 build_kube
 build_kwok
 copy_stages
 build_helm
+build_kueue
 log "done in $(( $(date +%s) - START )) s: $BIN"

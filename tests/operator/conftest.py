@@ -5,6 +5,8 @@ two CPU and two with `nvidia.com/gpu` capacity) and a real PostgreSQL (the root 
 - ``kube``: a kubernetes client with the CRD applied and Established.
 - ``operator``: ``nova-operator`` as a real subprocess watching the test's namespace (so a kill is
   a real kill and a restart a real restart).
+- ``kueue``: the real Kueue manager (built from its Go module, tests/cluster/kueue.py) with its
+  CRDs on the control plane, for the session.
 - ``e2e_runner``: a local-runner node of this package's own (see :func:`e2e_runner`), where pods
   really run: `nova-trainer prep|tune|refit` as local processes.
 
@@ -26,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.cluster import controlplane
+from tests.cluster import kueue as kueue_harness
 from tests.cluster import local_runner as lr
 from tests.cluster.fixtures import LOCAL_RUNNER_TOLERATION
 
@@ -130,6 +133,21 @@ def operator(control_plane, kube, kube_namespace):
         op.stop()
         if op.log:
             op.log.unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def kueue(control_plane):
+    """Kueue's manager, out of cluster, against the control plane (its CRDs applied)."""
+    if not kueue_harness.built():
+        if controlplane.go_toolchain() is None:
+            pytest.skip("Kueue is built from its Go module and no Go toolchain (go >= 1.26) was found")
+        kueue_harness.ensure_built(log=lambda m: print(m, flush=True))
+    k = kueue_harness.start(control_plane)
+    try:
+        yield k
+    finally:
+        k.stop()
+        assert not k.alive(), "the Kueue manager outlived its stop()"
 
 
 # ------------------------------------------------------------------------- the e2e runner node

@@ -31,6 +31,8 @@ ALLOWED = [
     ("get", "secrets"),  # reads the named storage Secret to check it before any pod starts
     ("list", "pods"), ("watch", "pods"),  # the refit pod's termination message, failed pods' messages
     ("create", "events"),
+    # Kueue: a queued Job's Workload (why it waits), spec.active (a user's suspend of a queued Job)
+    ("get", "workloads.kueue.x-k8s.io"), ("list", "workloads.kueue.x-k8s.io"), ("patch", "workloads.kueue.x-k8s.io"),
 ]
 DENIED = [
     ("list", "secrets"), ("watch", "secrets"), ("create", "secrets"), ("update", "secrets"),
@@ -39,6 +41,8 @@ DENIED = [
     ("escalate", "roles.rbac.authorization.k8s.io"), ("create", "rolebindings.rbac.authorization.k8s.io"),
     ("delete", "nodes"), ("patch", "nodes"), ("create", "serviceaccounts/token"),
     ("impersonate", "serviceaccounts"), ("delete", "customresourcedefinitions.apiextensions.k8s.io"),
+    ("delete", "workloads.kueue.x-k8s.io"), ("patch", "clusterqueues.kueue.x-k8s.io"),
+    ("create", "localqueues.kueue.x-k8s.io"),
     ("*", "*"),
 ]
 

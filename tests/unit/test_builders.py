@@ -231,3 +231,46 @@ def test_refit_job_writes_the_model_to_the_output_volume(claim, kind):
 def test_refit_to_a_remote_uri_mounts_nothing():
     pod = b.refit_job(run(output={"uri": "s3://bucket/models"}), OWNER, CFG)["spec"]["template"]["spec"]
     assert all(v["name"] != "output" for v in pod["volumes"])
+
+
+# ------------------------------------------------------------------------------------- Kueue
+def test_no_queue_no_kueue_label_and_the_job_follows_spec_suspend():
+    job = b.worker_job(run(), OWNER, CFG)
+    assert b.QUEUE_LABEL not in job["metadata"]["labels"] and b.QUEUE_ANNOTATION not in job["metadata"]["annotations"]
+    assert job["spec"]["suspend"] is False
+    assert b.QUEUE_LABEL not in b.refit_job(run(), OWNER, CFG)["metadata"]["labels"]
+
+
+def test_spec_queue_name_labels_both_jobs_which_start_suspended_for_kueue():
+    r = run(queueName="team-a-gpus")
+    for job in (b.worker_job(r, OWNER, CFG), b.refit_job(r, OWNER, CFG)):
+        assert job["metadata"]["labels"][b.QUEUE_LABEL] == "team-a-gpus"
+        assert job["metadata"]["annotations"][b.QUEUE_ANNOTATION] == "team-a-gpus"
+        assert job["spec"]["suspend"] is True  # Kueue unsuspends it when it admits the Workload
+        # the label is the Job's, not the pods': Kueue reads the Job
+        assert b.QUEUE_LABEL not in job["spec"]["template"]["metadata"]["labels"]
+
+
+def test_the_operators_default_queue_applies_when_the_run_names_none():
+    cfg = b.OperatorConfig.from_env({"NOVA_DEFAULT_QUEUE": "shared"})
+    assert cfg.default_queue == "shared"
+    assert b.worker_job(run(), OWNER, cfg)["metadata"]["labels"][b.QUEUE_LABEL] == "shared"
+    own = b.worker_job(run(queueName="mine"), OWNER, cfg)
+    assert own["metadata"]["labels"][b.QUEUE_LABEL] == "mine"
+    assert b.OperatorConfig.from_env({"NOVA_DEFAULT_QUEUE": ""}).default_queue is None
+
+
+def test_a_user_suspended_run_gets_its_job_unreleased_so_kueue_cannot_start_it():
+    job = b.worker_job(run(queueName="q", suspend=True), OWNER, CFG)
+    assert job["spec"]["suspend"] is True
+    assert b.QUEUE_LABEL not in job["metadata"]["labels"]  # released (labelled) on resume
+    assert job["metadata"]["annotations"][b.QUEUE_ANNOTATION] == "q"
+
+
+def test_a_workload_priority_class_labels_the_queued_jobs_for_kueue():
+    r = run(queueName="q", scheduling={"workloadPriorityClassName": "prod"})
+    for job in (b.worker_job(r, OWNER, CFG), b.refit_job(r, OWNER, CFG)):
+        assert job["metadata"]["labels"][b.PRIORITY_LABEL] == "prod"
+        assert "priorityClassName" not in job["spec"]["template"]["spec"]  # the pods' own priority is untouched
+    assert b.PRIORITY_LABEL not in b.worker_job(run(scheduling={"workloadPriorityClassName": "prod"}), OWNER,
+                                                CFG)["metadata"]["labels"]  # no queue: Kueue's label means nothing

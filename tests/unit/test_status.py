@@ -15,6 +15,7 @@ from nova.spec import ResolvedRun, TrainingRunSpec
 from nova.status import RunStatus
 from nova_operator import studies
 from nova_operator.decision import JobState, Observed, Problem, StudyProgress, decide
+from nova_operator.queueing import Admission
 
 T0 = dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(minutes=5)
@@ -280,3 +281,71 @@ def test_a_run_without_progress_says_what_to_look_at():
     moving = Observed(workers=JobState.from_job(job(active=2, ready=2)), studies=[prog("AAA", running=1), prog("BBB")])
     moved = go(moving, previous=again.status, r=r, now=late + dt.timedelta(minutes=2))
     assert moved.status["phase"] == "Running" and cond(moved, "Progressing")["status"] == "True"
+
+
+# ------------------------------------------------------------------------------------- Kueue
+def queued(**kw) -> Admission:
+    return Admission(**{"queue": "gpus", "workload": "job-r-workers-abc12", "reason": "Pending",
+                        "message": "couldn't assign flavors to pod set main: insufficient unused quota for "
+                                   "nvidia.com/gpu in flavor gpu, 1 more needed", **kw})
+
+
+def test_a_job_waiting_in_a_kueue_queue_is_queued_with_kueues_reason():
+    suspended = JobState.from_job(job(suspend=True, conditions=[("Suspended", {})]))
+    d = go(Observed(workers=suspended, studies=[prog("AAA"), prog("BBB")], workers_queue=queued()))
+    assert d.status["phase"] == "Queued"
+    admitted = cond(d, "Admitted")
+    assert admitted["status"] == "False" and admitted["reason"] == "Pending"
+    assert "LocalQueue 'gpus'" in admitted["message"] and "insufficient unused quota for nvidia.com/gpu" in \
+        admitted["message"]
+    assert d.status["message"] == admitted["message"]
+    # waiting on Kueue is not a lack of progress of the pods, however long it takes
+    later = go(Observed(workers=suspended, studies=[prog("AAA"), prog("BBB")], workers_queue=queued()),
+               previous=d.status, now=T0 + dt.timedelta(hours=3))
+    assert later.status["phase"] == "Queued" and cond(later, "Progressing")["status"] == "True"
+    assert cond(later, "Reconciling")["status"] == "True" and cond(later, "Stalled")["status"] == "False"
+    assert d.events[0][:2] == ("Normal", "Pending")
+
+
+def test_admitted_then_preempted_then_admitted_again():
+    running = JobState.from_job(job(active=1, ready=1))
+    ok = Admission(queue="gpus", workload="w", admitted=True, cluster_queue="gpu-cq", reason="Admitted")
+    studies = [prog("AAA", complete=1, running=1, best=0.6), prog("BBB")]
+    d1 = go(Observed(workers=running, studies=studies, workers_queue=ok))
+    assert d1.status["phase"] == "Running" and cond(d1, "Admitted")["status"] == "True"
+    assert "ClusterQueue 'gpu-cq'" in cond(d1, "Admitted")["message"]
+    preempted = queued(reason="Preempted", message="Preempted to accommodate a workload (UID: u) due to "
+                       "prioritization in the ClusterQueue")
+    d2 = go(Observed(workers=JobState.from_job(job(suspend=True)), studies=studies, workers_queue=preempted),
+            previous=d1.status, now=T1)
+    assert d2.status["phase"] == "Queued" and cond(d2, "Admitted")["reason"] == "Preempted"
+    assert d2.status["trials"] == "1/8"  # finished trials stay
+    d3 = go(Observed(workers=running, studies=studies, workers_queue=ok), previous=d2.status, now=T1)
+    assert d3.status["phase"] == "Running"
+
+
+def test_user_suspend_wins_over_the_queue():
+    d = go(Observed(workers=JobState.from_job(job(suspend=True)), studies=[prog("AAA"), prog("BBB")],
+                    workers_queue=queued(reason="Held", message="not yet released")), r=run_with(suspend=True))
+    assert d.status["phase"] == "Suspended"
+
+
+def test_a_queued_refit_is_queued_then_refitting():
+    done = [prog("AAA", complete=4, best=0.6), prog("BBB", complete=4, best=0.5)]
+    workers = JobState.from_job(job(succeeded=2, conditions=[("Complete", {})]))
+    refit = JobState.from_job(job(suspend=True))
+    d = go(Observed(workers=workers, refit=refit, studies=done, refit_queue=queued(workload="job-r-refit-1")))
+    assert d.status["phase"] == "Queued" and "r-refit" in cond(d, "Admitted")["message"]
+    d2 = go(Observed(workers=workers, refit=JobState.from_job(job(active=1)), studies=done,
+                     refit_queue=Admission(queue="gpus", admitted=True, reason="Admitted")), previous=d.status)
+    assert d2.status["phase"] == "Refitting"
+
+
+def test_a_run_without_a_queue_has_no_admitted_condition():
+    d = go(Observed(workers=JobState.from_job(job(active=1)), studies=[prog("AAA"), prog("BBB")]))
+    assert "Admitted" not in {c["type"] for c in d.status["conditions"]}
+
+
+def run_with(**spec) -> ResolvedRun:
+    base = {"data": {"symbols": ["AAA", "BBB"]}, "tuning": {"trials": 4, "workers": 2}, **spec}
+    return ResolvedRun(name="r", namespace="ns", generation=3, spec=TrainingRunSpec.model_validate(base))
