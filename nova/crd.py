@@ -160,8 +160,12 @@ class _Converter:
             elif key == "patternProperties":
                 ((pattern, sub),) = value.items()
                 out["additionalProperties"] = self.convert(sub, f"{where}.*")
-                rules.insert(0, {"rule": f"self.all(k, k.matches('{pattern}'))",
-                                 "message": f"{where}: every key must match {pattern}"})
+                # kube-apiserver 1.36 refuses any CEL rule on a map whose values have no type (it
+                # cannot build the rule's types: the CRD is not accepted at all); such a map's keys
+                # (model.params) are checked by the operator's own validation (InvalidSpec)
+                if "type" in out["additionalProperties"]:
+                    rules.insert(0, {"rule": f"self.all(k, k.matches('{pattern}'))",
+                                     "message": f"{where}: every key must match {pattern}"})
             elif key == "exclusiveMinimum" and not isinstance(value, bool):
                 out["minimum"], out["exclusiveMinimum"] = value, True
             elif key == "exclusiveMaximum" and not isinstance(value, bool):
