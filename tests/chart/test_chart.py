@@ -180,7 +180,7 @@ def test_namespace_scope_renders_roles_in_the_watched_namespaces_only(helm):
         binding = out.get("RoleBinding", "r-nova-operator", ns)
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "r-nova", "namespace": "nova"}]
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r-nova-operator"}
-    assert len(out.all("Role")) == 2
+    assert len(out.all("Role")) == 3  # the two watched namespaces, and the Lease's in the release namespace
     assert _rules(out.get("ClusterRole", "r-nova-discovery")) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}, ("", "namespaces"): {"list", "watch"}}
     c = pod_spec(out.get("Deployment", "r-nova-operator"))["containers"][0]
@@ -193,7 +193,8 @@ def test_namespace_scope_renders_roles_in_the_watched_namespaces_only(helm):
 
 def test_namespace_scope_defaults_to_the_release_namespace(helm):
     out = template(helm, "--set", "rbac.scope=namespace", "--set", "rbac.clusterDiscovery=false", namespace="ml")
-    assert out.names("Role") == {"r-nova-operator"} and out.get("Role", "r-nova-operator", "ml")
+    assert out.names("Role") == {"r-nova-operator", "r-nova-operator-leader-election"}
+    assert out.get("Role", "r-nova-operator", "ml")
     assert "ClusterRole" not in out.kinds() and "ClusterRoleBinding" not in out.kinds()
     c = pod_spec(out.get("Deployment", "r-nova-operator"))["containers"][0]
     assert "--namespace=ml" in c["args"] and "--all-namespaces" not in c["args"]
@@ -251,7 +252,7 @@ def test_proxy_dashboard_and_service_monitor(helm):
 
 def test_proxy_pdb_only_with_two_or_more_replicas(helm):
     out = template(helm, "--set", "optunaProxy.enabled=true", "--set", "optunaProxy.replicaCount=1")
-    assert "PodDisruptionBudget" not in out.kinds()
+    assert not out.has("PodDisruptionBudget", "r-nova-optuna-proxy")
 
 
 def test_selectors_of_components_do_not_overlap(helm):

@@ -54,7 +54,6 @@ BAD = [
     ({"gpu": {"count": 17}}, "spec.gpu.count"),
     ({"gpu": {"rmm": {"initialPoolSize": "8"}}}, "spec.gpu.rmm.initialPoolSize"),  # once an 8-byte pool
     ({"model": {"params": {f"p{i}": 1 for i in range(65)}}}, "spec.model.params"),  # once 100,000 keys
-    ({"model": {"params": {"maxDepth": 3}}}, "spec.model.params: every key must match"),
     ({"data": {"symbols": ["AAPL"], "source": "file"}}, "data.uri is required"),
     ({"data": {"symbols": ["AAPL"], "source": "postgres"}}, "data.table or data.query is required"),
     ({"target": {"kind": "return"}}, "needs target.kind 'direction'"),
