@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cluster import kueue as kueue_harness
+
 pytestmark = [pytest.mark.reliability, pytest.mark.cluster]
 ROOT = Path(__file__).resolve().parents[2]
 CHART = Path(os.environ.get("NOVA_CHART") or ROOT / "charts" / "nova")
@@ -69,6 +71,9 @@ def test_operator_rbac_allows_what_it_uses_and_nothing_dangerous(control_plane, 
     system_ns = kube_namespace
     other_ns = f"{system_ns}-runs"
     objects = _render(control_plane, system_ns, scope)
+    # `kubectl auth can-i` resolves workloads.kueue.x-k8s.io only where the API serves it
+    kueue_harness.ensure_built()
+    kueue_harness.apply_crds(control_plane)
     bindings = [o for o in objects if o["kind"] in ("ClusterRoleBinding", "RoleBinding")]
     subjects = {(s.get("namespace", system_ns), s["name"]) for b in bindings for s in b.get("subjects", [])
                 if s["kind"] == "ServiceAccount"}
