@@ -95,7 +95,7 @@ def test_validate_reports_every_symbol_without_data(tmp_path):
     result = nova("validate", str(write(tmp_path, manifest)))
     assert result.returncode == 2
     assert "unknown symbol 'TSLA' for data.source 'bundled'; available:" in result.stderr
-    assert "AAPL" not in result.stderr.split("available:")[0]
+    assert "unknown symbol 'AAPL'" not in result.stderr  # (a warning about AAPL's bars may be printed)
 
 
 # --- nova show, symbols, crd ------------------------------------------------------------------
