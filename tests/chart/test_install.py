@@ -193,7 +193,8 @@ def test_install_creates_crd_rbac_operator_and_postgresql(control_plane, helm_cl
     assert not can_i(control_plane, name, ns, "get", "nodes")
 
     dep = apps.read_namespaced_deployment(f"{name}-operator", ns)
-    assert dep.spec.replicas == 1 and dep.spec.strategy.type == "Recreate"
+    # leader election is on by default: even one replica rolls (the Lease keeps a single leader)
+    assert dep.spec.replicas == 1 and dep.spec.strategy.type == "RollingUpdate"
     # the Deployment controller creates the pod and the restricted Pod Security admission accepts it
     pods = wait_for(lambda: core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items,
                     "the operator pod (admitted under the restricted Pod Security Standard)",
