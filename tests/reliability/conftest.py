@@ -9,12 +9,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "nova.dev_trainingruns.yaml"
+SCHEDULE_CRD_FILE = ROOT / "crds" / "nova.dev_trainingschedules.yaml"
 
 
 @pytest.fixture(scope="session")
 def crd_api(control_plane):
-    """An admin `kubernetes` ApiClient on the real control plane, with the TrainingRun CRD applied
-    and established."""
-    control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRD_FILE))
-    control_plane.kubectl("wait", "--for=condition=Established", "crd/trainingruns.nova.dev", "--timeout=60s")
+    """An admin `kubernetes` ApiClient on the real control plane, with Nova's CRDs (TrainingRun,
+    TrainingSchedule) applied and established."""
+    for path, name in ((CRD_FILE, "trainingruns.nova.dev"), (SCHEDULE_CRD_FILE, "trainingschedules.nova.dev")):
+        control_plane.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(path))
+        control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
     return control_plane.api_client()
