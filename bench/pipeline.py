@@ -1,19 +1,35 @@
-"""Prep ahead of training: sequential vs pipelined in-process vs prep as a separate process.
+"""Prep ahead of training, three ways: sequential, pipelined in-process (`nova run`), and the pod's layout.
 
-A universe of 8 synthetic symbols of long 5-minute series, trained on rolling windows of their
-most recent bars: features are built over the whole history (the indicators need it), the model
-sees the last `--train-size` bars of each fold, so the two stages cost about the same, which is
-where overlapping them matters. Training is the walk-forward evaluation of fixed parameters with
-one XGBoost thread, so the second core is free for prep, as the CPU sidecar has its own CPU in a
-pod. Reports each way's wall time against the sum and the max of the two stages (measured in the
-sequential run). Target: pipelined wall <= 1.15 x max(total prep, total train).
+A universe of 8 synthetic symbols of long 5-minute series, tuned on rolling windows of their most
+recent bars: features are built over the whole history (the indicators need it), each trial sees the
+last `--train-size` bars of each fold, so the two stages cost about the same, which is where
+overlapping them matters. Each symbol's study runs `--trials` trials of fixed parameters (a
+one-choice search space, no pruner), so every way does the same work.
 
-    python bench/pipeline.py [--symbols 8] [--bars 400000] [--train-size 6000] [--rounds 15]
+  sequential   in this process: build a symbol, tune it, next (measures the two stages)
+  in-process   in this process: `run_worker` over `prefetched` (what `nova-trainer tune` without
+               --shards and `nova run` do): the next symbols are built on a thread meanwhile
+  pod layout   the pod's two containers as two processes with the real commands, markers and env:
+               `nova-trainer prep --linger --out F` and `nova-trainer tune --shards F`, each with
+               NOVA_CPUS=1 (what the Job sets from each container's CPU, see builders.py); then
+               each command alone (prep with nothing holding it back, tune on the finished
+               shards) to measure the pod's stages with their process start-up
+
+Both processes write a timeline ($NOVA_TIMELINE, nova_trainer/timeline.py); the output shows it
+per shard for the median pod run and sums where the trainer waited. Targets: in-process wall <= 1.15
+x max(stage), pod layout <= 1.20 x max(stage of each command alone). Every way runs `--repeats`
+times in one command (interleaved); the JSON keeps every run and the medians. `--quiet-load 1.5`
+first waits (up to `--quiet-wait` s) for the 1-minute load average to drop below it.
+
+    python bench/pipeline.py [--symbols 8] [--bars 400000] [--train-size 6000] [--rounds 15] [--trials 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -27,53 +43,157 @@ from _common import table, write_result  # noqa: E402
 
 from nova.manifest import parse_run  # noqa: E402
 from nova.spec import resolve  # noqa: E402
+from nova_trainer import timeline  # noqa: E402
 from nova_trainer.dataset import load_symbol_data  # noqa: E402
 from nova_trainer.device import resolve_device  # noqa: E402
-from nova_trainer.prep import consume_shards  # noqa: E402
 from nova_trainer.sources import prefetched  # noqa: E402
-from nova_trainer.train import evaluate  # noqa: E402
+from nova_trainer.tuning.storage import open_storage  # noqa: E402
+from nova_trainer.tuning.worker import run_worker, tune_symbol  # noqa: E402
 
-PARAMS = {"max_depth": 6, "eta": 0.1}
+CPUS_PER_CONTAINER = "1"  # 2 cores: one for each container, as the Job's requests give them
 
 
-def manifest(symbols: int, bars: int, rounds: int, train_size: int) -> dict:
+def manifest(symbols: int, bars: int, rounds: int, train_size: int, trials: int, max_ahead: int = 2) -> dict:
     return {"apiVersion": "nova.dev/v1alpha1", "kind": "TrainingRun", "metadata": {"name": "pipeline"},
             "spec": {
                 "data": {"source": "synthetic", "symbols": [f"SYM{i}" for i in range(symbols)],
                          "bars": bars, "interval": "5m", "seed": 1},
                 "validation": {"walkForward": {"folds": 3, "testSize": train_size // 4, "gap": 1,
                                                "minTrainSize": train_size, "maxTrainSize": train_size}},
-                "model": {"numBoostRound": rounds, "earlyStoppingRounds": None, "nthread": 1},
-                "prep": {"maxAhead": 2, "deleteAfterUse": True},
+                "model": {"device": "cpu", "numBoostRound": rounds, "earlyStoppingRounds": None},
+                "tuning": {"trials": trials, "sampler": {"type": "random", "seed": 1}, "pruner": {"type": "none"},
+                           "searchSpace": {"max_depth": {"type": "categorical", "choices": [6]},
+                                           "eta": {"type": "categorical", "choices": [0.1]}}},
+                "prep": {"maxAhead": max_ahead, "deleteAfterUse": True},
                 "gpu": {"count": 0}}}
 
 
-def shard_formats(data, folder: Path) -> dict:
-    """Write and read one symbol's shard as Parquet (snappy) and as Arrow IPC (Feather, no
-    compression): bytes on disk and seconds to load it back into the trainer's frame."""
-    import pandas as pd
+def _storage(folder: Path):
+    return open_storage(f"sqlite:///{folder / 'optuna.db'}", 10, 30)
 
-    from nova_trainer.dataset import to_frame
 
-    frame = to_frame(data)
-    out = {}
-    for name, write, read in (
-        ("parquet", lambda p: frame.to_parquet(p, compression="snappy"), pd.read_parquet),
-        ("feather", lambda p: frame.reset_index().to_feather(p, compression="uncompressed"), pd.read_feather),
-    ):
-        path = folder / f"shard.{name}"
+def sequential(run, folder: Path) -> tuple[float, list[float], list[float]]:
+    storage, device = _storage(folder), resolve_device("cpu")
+    prep_s, train_s = [], []
+    t0 = time.perf_counter()
+    for symbol in run.spec.data.symbols:
         t = time.perf_counter()
-        write(path)
-        written = time.perf_counter() - t
-        best = min(_timed(lambda: read(path)) for _ in range(3))
-        out[name] = {"bytes": path.stat().st_size, "write_s": written, "read_s": best}
-    return out
+        data = load_symbol_data(run.spec, symbol)
+        prep_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        tune_symbol(run, data, storage, 0, device)
+        train_s.append(time.perf_counter() - t)
+    return time.perf_counter() - t0, prep_s, train_s
 
 
-def _timed(action) -> float:
-    t = time.perf_counter()
-    action()
-    return time.perf_counter() - t
+def in_process(run, folder: Path) -> tuple[float, list[dict]]:
+    os.environ[timeline.ENV] = str(folder / "timeline.jsonl")
+    try:
+        t0 = time.time()
+        outcomes = run_worker(run, _storage(folder), 0, prefetched(run, run.spec.prep.max_ahead))
+        wall = time.time() - t0
+    finally:
+        del os.environ[timeline.ENV]
+    _check(outcomes, run)
+    return wall, _relative(timeline.read(folder / "timeline.jsonl"), t0)
+
+
+def _check(outcomes, run) -> None:
+    bad = [o.symbol for o in outcomes if o.error]
+    if bad or len(outcomes) != len(run.spec.data.symbols):
+        raise SystemExit(f"tuning failed for {bad or 'some symbols'}; the bench measures nothing")
+
+
+def _relative(events: list[dict], t0: float) -> list[dict]:
+    return [{**e, "t": round(e["t"] - t0, 3)} for e in events]
+
+
+def _command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "nova_trainer.cli", "--log-level", "WARNING", *args]
+
+
+def _env(line: Path) -> dict[str, str]:
+    return {**os.environ, timeline.ENV: str(line), "NOVA_CPUS": CPUS_PER_CONTAINER}
+
+
+def pod_layout(doc: dict, folder: Path) -> tuple[float, list[dict]]:
+    """Both containers at once, as the kubelet starts them (the native sidecar first)."""
+    config, shards, out, line = folder / "run.yaml", folder / "features", folder / "out", folder / "timeline.jsonl"
+    config.write_text(yaml.safe_dump(doc))
+    t0 = time.time()
+    prep = subprocess.Popen(_command("prep", "--linger", "--config", str(config), "--out", str(shards)),
+                            env=_env(line))
+    try:
+        trainer = subprocess.run(_command("tune", "--config", str(config), "--shards", str(shards), "--out", str(out)),
+                                 env=_env(line), capture_output=True, text=True)
+        wall = time.time() - t0
+    finally:
+        prep.send_signal(signal.SIGTERM)  # the kubelet stops the native sidecar once the trainer is done
+        prep.wait(timeout=60)
+    if trainer.returncode != 0 or "skipped" in trainer.stdout:
+        raise SystemExit(f"nova-trainer tune failed ({trainer.returncode}):\n{trainer.stdout}\n{trainer.stderr}")
+    return wall, _relative(timeline.read(line), t0)
+
+
+def pod_stages(doc: dict, folder: Path) -> tuple[float, float]:
+    """Each command alone: prep with nothing holding it back, then tune on the finished shards."""
+    unbounded = {**doc, "spec": {**doc["spec"], "prep": {"maxAhead": 100, "deleteAfterUse": True}}}
+    config, shards, out = folder / "run.yaml", folder / "features", folder / "out"
+    config.write_text(yaml.safe_dump(unbounded))
+    env = {**os.environ, "NOVA_CPUS": CPUS_PER_CONTAINER}
+    t0 = time.time()
+    subprocess.run(_command("prep", "--config", str(config), "--out", str(shards)), env=env, check=True,
+                   stdout=subprocess.DEVNULL)
+    prep = time.time() - t0
+    t0 = time.time()
+    subprocess.run(_command("tune", "--config", str(config), "--shards", str(shards), "--out", str(out)), env=env,
+                   check=True, stdout=subprocess.DEVNULL)
+    return prep, time.time() - t0
+
+
+def summarize(events: list[dict], wall: float) -> dict:
+    """Where the trainer's time went: its start, waits for shards, loading them, training, the end."""
+    at = {(e["who"], e["symbol"], e["event"]): e for e in events}
+    symbols = [e["symbol"] for e in events if e["who"] == "trainer" and e["event"] == "train_start"]
+    trainer_up = next((e["t"] for e in events if e["who"] == "trainer" and e["event"] == "process"), 0.0)
+    prep_up = next((e["t"] for e in events if e["who"] == "prep" and e["event"] == "process"), 0.0)
+    asked, waits, loads, trains = trainer_up, 0.0, 0.0, 0.0
+    for s in symbols:
+        noticed = at.get(("trainer", s, "noticed"), at[("trainer", s, "train_start")])["t"]
+        loaded = at.get(("trainer", s, "loaded"), at[("trainer", s, "train_start")])["t"]
+        end = at[("trainer", s, "train_end")]["t"]
+        waits += max(0.0, noticed - asked)
+        loads += loaded - noticed
+        trains += end - at[("trainer", s, "train_start")]["t"]
+        asked = end
+    ready = [at[("prep", s, "ready")]["t"] for s in symbols if ("prep", s, "ready") in at]
+    lags = [max(0.0, at[("trainer", s, "noticed")]["t"] - at[("prep", s, "ready")]["t"]) for s in symbols
+            if ("trainer", s, "noticed") in at and ("prep", s, "ready") in at]
+    return {
+        "prep_process_up_s": prep_up, "trainer_process_up_s": trainer_up,
+        "first_train_start_s": at[("trainer", symbols[0], "train_start")]["t"] if symbols else None,
+        "last_prep_ready_s": max(ready) if ready else None,
+        "trainer_waiting_s": round(waits, 3), "trainer_loading_s": round(loads, 3),
+        "trainer_training_s": round(trains, 3), "after_last_train_s": round(wall - asked, 3),
+        "marker_notice_lag_max_s": round(max(lags), 3) if lags else None,
+        "prep_held_back_s": round(sum(e.get("s", 0.0) for e in events if e["event"] == "held"), 3),
+    }
+
+
+def per_shard(events: list[dict]) -> list[list]:
+    at = {(e["who"], e["symbol"], e["event"]): e["t"] for e in events}
+    symbols = sorted({e["symbol"] for e in events if e["symbol"]}, key=lambda s: int(s[3:]) if s[3:].isdigit() else s)
+    cols = [("prep", "start"), ("prep", "written"), ("prep", "ready"), ("trainer", "noticed"),
+            ("trainer", "loaded"), ("trainer", "train_start"), ("trainer", "train_end")]
+    return [[s, *[at.get((w, s, e), "") for w, e in cols]] for s in symbols]
+
+
+def wait_for_quiet(limit: float, patience: float) -> float:
+    """Poll the 1-minute load average until it drops below `limit` (or `patience` runs out)."""
+    t0 = time.time()
+    while os.getloadavg()[0] >= limit and time.time() - t0 < patience:
+        time.sleep(10)
+    return time.time() - t0
 
 
 def main() -> None:
@@ -82,66 +202,77 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=400_000)
     parser.add_argument("--train-size", type=int, default=6_000)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--quiet-load", type=float, help="wait for the 1-minute load average to drop below this")
+    parser.add_argument("--quiet-wait", type=float, default=1200)
+    parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     args = parser.parse_args()
-    doc = manifest(args.symbols, args.bars, args.rounds, args.train_size)
+    doc = manifest(args.symbols, args.bars, args.rounds, args.train_size, args.trials)
     run = resolve(parse_run(doc))
-    device = resolve_device("cpu")
+    waited = wait_for_quiet(args.quiet_load, args.quiet_wait) if args.quiet_load else 0.0
+    os.environ["NOVA_CPUS"] = CPUS_PER_CONTAINER  # the in-process trainer: one core, prep's thread the other
+    runs = []
+    for i in range(args.repeats):
+        r: dict = {"load_before": os.getloadavg()}
+        with tempfile.TemporaryDirectory() as d:
+            r["sequential_s"], prep_s, train_s = sequential(run, Path(d))
+        r["total_prep_s"], r["total_train_s"] = sum(prep_s), sum(train_s)
+        r["max_stage_s"] = max(r["total_prep_s"], r["total_train_s"])
+        with tempfile.TemporaryDirectory() as d:
+            r["in_process_s"], events = in_process(run, Path(d))
+        r["in_process_timeline"] = summarize(events, r["in_process_s"])
+        with tempfile.TemporaryDirectory() as d:
+            r["pod_s"], r["pod_events"] = pod_layout(doc, Path(d))
+        r["pod_timeline"] = summarize(r["pod_events"], r["pod_s"])
+        with tempfile.TemporaryDirectory() as d:
+            r["pod_prep_alone_s"], r["pod_tune_alone_s"] = pod_stages(doc, Path(d))
+        r["pod_max_stage_s"] = max(r["pod_prep_alone_s"], r["pod_tune_alone_s"])
+        r["wall_over_max_stage"] = r["in_process_s"] / r["max_stage_s"]
+        r["wall_over_max_stage_sidecar"] = r["pod_s"] / r["pod_max_stage_s"]
+        r["sidecar_wall_over_in_process_max_stage"] = r["pod_s"] / r["max_stage_s"]
+        r["load_after"] = os.getloadavg()
+        runs.append(r)
+        print(f"run {i + 1}: in-process {r['wall_over_max_stage']:.3f}, pod layout "
+              f"{r['wall_over_max_stage_sidecar']:.3f} (load {r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f})",
+              flush=True)
 
-    # 1. Sequential: prep a symbol, train it, next.
-    prep_s, train_s = [], []
-    t0 = time.perf_counter()
-    for symbol in run.spec.data.symbols:
-        t = time.perf_counter()
-        data = load_symbol_data(run.spec, symbol)
-        prep_s.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        evaluate(data, run.spec, PARAMS, device)
-        train_s.append(time.perf_counter() - t)
-    sequential = time.perf_counter() - t0
-    total_prep, total_train = sum(prep_s), sum(train_s)
+    def med(key: str) -> float:
+        return statistics.median(r[key] for r in runs)
 
-    # 2. Pipelined in-process: the next symbols are built while the current one trains.
-    t0 = time.perf_counter()
-    for _, data in prefetched(run, run.spec.prep.max_ahead):
-        evaluate(data, run.spec, PARAMS, device)
-    pipelined = time.perf_counter() - t0
-
-    # 3. Prep as its own process writing shards to a shared folder (the pod's sidecar layout).
-    with tempfile.TemporaryDirectory() as folder:
-        config = Path(folder) / "run.yaml"
-        config.write_text(yaml.safe_dump(doc))
-        shards = Path(folder) / "features"
-        t0 = time.perf_counter()
-        prep = subprocess.Popen([sys.executable, "-m", "nova_trainer.cli", "--log-level", "WARNING", "prep",
-                                 "--config", str(config), "--out", str(shards)])
-        for _, data in consume_shards(run, shards):
-            evaluate(data, run.spec, PARAMS, device)
-        prep.wait()
-        sidecar = time.perf_counter() - t0
-
-    with tempfile.TemporaryDirectory() as folder:
-        formats = shard_formats(load_symbol_data(run.spec, run.spec.data.symbols[0]), Path(folder))
-
-    longest = max(total_prep, total_train)
+    median_pod = sorted(runs, key=lambda r: r["wall_over_max_stage_sidecar"])[len(runs) // 2]
     payload = {
         "symbols": args.symbols, "bars": args.bars, "rounds": args.rounds, "train_size": args.train_size,
-        "total_prep_s": total_prep, "total_train_s": total_train,
-        "sum_of_stages_s": total_prep + total_train, "max_stage_s": longest,
-        "sequential_s": sequential, "pipelined_in_process_s": pipelined, "prep_process_shared_folder_s": sidecar,
-        "wall_over_max_stage": pipelined / longest,
-        "sidecar_wall_over_max_stage": sidecar / longest,
-        "shard_formats": formats,
+        "trials": args.trials, "repeats": args.repeats, "cpus_per_container": int(CPUS_PER_CONTAINER),
+        "waited_for_quiet_s": round(waited, 1), "loadavg": [r["load_before"] for r in runs],
+        **{k: med(k) for k in ("total_prep_s", "total_train_s", "max_stage_s", "sequential_s", "in_process_s",
+                               "pod_s", "pod_prep_alone_s", "pod_tune_alone_s", "pod_max_stage_s",
+                               "wall_over_max_stage", "wall_over_max_stage_sidecar",
+                               "sidecar_wall_over_in_process_max_stage")},
+        "timeline_summary": {"in_process": median_pod["in_process_timeline"], "pod": median_pod["pod_timeline"]},
+        "pod_timeline_median_run": median_pod["pod_events"],
+        "runs": [{k: v for k, v in r.items() if k != "pod_events"} for r in runs],
     }
-    path = write_result("pipeline", payload)
+    s = payload
     print(table(["way", "wall (s)", "wall / sum of stages", "wall / max stage"], [
-        ["sequential", sequential, sequential / (total_prep + total_train), sequential / longest],
-        ["pipelined in-process", pipelined, pipelined / (total_prep + total_train), pipelined / longest],
-        ["prep process + shared folder", sidecar, sidecar / (total_prep + total_train), sidecar / longest],
+        ["sequential", s["sequential_s"], s["sequential_s"] / (s["total_prep_s"] + s["total_train_s"]),
+         s["sequential_s"] / s["max_stage_s"]],
+        ["pipelined in-process", s["in_process_s"], s["in_process_s"] / (s["total_prep_s"] + s["total_train_s"]),
+         s["wall_over_max_stage"]],
+        ["pod layout (prep --linger + tune --shards)", s["pod_s"],
+         s["pod_s"] / (s["pod_prep_alone_s"] + s["pod_tune_alone_s"]), s["wall_over_max_stage_sidecar"]],
     ]))
+    print(f"\nstages in-process: prep {s['total_prep_s']:.1f}s, train {s['total_train_s']:.1f}s; each command alone: "
+          f"prep {s['pod_prep_alone_s']:.1f}s, tune {s['pod_tune_alone_s']:.1f}s; pod wall over the in-process max "
+          f"stage {s['sidecar_wall_over_in_process_max_stage']:.3f}")
+    print("\npod layout, median run (seconds since launch):")
+    print(table(["symbol", "prep start", "written", "ready", "noticed", "loaded", "train start", "train end"],
+                per_shard(median_pod["pod_events"])))
     print()
-    print(table(["shard format", "MB", "write (s)", "read (s)"], [
-        [k, round(v["bytes"] / 1e6, 1), v["write_s"], v["read_s"]] for k, v in formats.items()]))
-    print(f"\nstages: prep {total_prep:.1f}s, train {total_train:.1f}s -> {path}")
+    print(table(["timeline", *payload["timeline_summary"]["pod"]],
+                [[way, *v.values()] for way, v in payload["timeline_summary"].items()]))
+    if not args.no_write:
+        print(f"\n-> {write_result('pipeline', payload)}")
 
 
 if __name__ == "__main__":

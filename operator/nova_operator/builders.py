@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from nova.cpus import CPUS_ENV, cpu_source
 from nova.spec import API_GROUP, API_VERSION, KIND, ContainerResources, ResolvedRun, SecretRef
 
 CONFIG_DIR = "/etc/nova"
@@ -266,7 +267,20 @@ def _container(run: ResolvedRun, cfg: OperatorConfig, name: str, args: list[str]
          "terminationMessagePolicy": "FallbackToLogsOnError"}
     if resources:
         c["resources"] = resources
+    if cpus := _cpu_env(name, resources):
+        c["env"].append(cpus)
     return c
+
+
+def _cpu_env(name: str, resources: dict[str, Any]) -> dict[str, Any] | None:
+    """$NOVA_CPUS from this container's own CPU (limit, else request; whole cores, rounded up by the
+    kubelet): the process sizes its threads by it, so prep and the trainer do not fight over the same
+    cores (nova.cpus). None when the container asks for no CPU: the process then reads its cgroup."""
+    source = cpu_source(resources.get("requests", {}), resources.get("limits", {}))
+    if source is None:
+        return None
+    return {"name": CPUS_ENV, "valueFrom": {"resourceFieldRef": {"containerName": name, "resource": source,
+                                                                  "divisor": "1"}}}
 
 
 def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> dict[str, Any]:

@@ -274,3 +274,32 @@ def test_a_workload_priority_class_labels_the_queued_jobs_for_kueue():
         assert "priorityClassName" not in job["spec"]["template"]["spec"]  # the pods' own priority is untouched
     assert b.PRIORITY_LABEL not in b.worker_job(run(scheduling={"workloadPriorityClassName": "prod"}), OWNER,
                                                 CFG)["metadata"]["labels"]  # no queue: Kueue's label means nothing
+
+
+def _cpu_env(container: dict) -> dict | None:
+    return next((e for e in container["env"] if e["name"] == "NOVA_CPUS"), None)
+
+
+def test_each_container_sizes_its_threads_by_its_own_cpu_request():
+    """Prep and the trainer each get $NOVA_CPUS from their own container's CPU (Downward API, whole
+    cores), so neither takes the node's every core and starves the other (issue 19)."""
+    pod = b.worker_job(run(), OWNER, CFG)["spec"]["template"]["spec"]
+    (prep,), (trainer,) = pod["initContainers"], pod["containers"]
+    assert prep["resources"]["requests"]["cpu"] == "1" and trainer["resources"]["requests"]["cpu"] == "2"
+    for c in (prep, trainer):
+        assert _cpu_env(c) == {"name": "NOVA_CPUS", "valueFrom": {"resourceFieldRef": {
+            "containerName": c["name"], "resource": "requests.cpu", "divisor": "1"}}}
+        assert "limits" not in c["resources"] or "cpu" not in c["resources"]["limits"]
+
+
+def test_a_cpu_limit_sizes_the_threads_and_no_cpu_leaves_it_to_the_cgroup():
+    spec = run(resources={"trainer": {"requests": {"cpu": "3"}, "limits": {"cpu": "3500m", "memory": "8Gi"}},
+                          "prep": {"requests": {"memory": "1Gi"}}})
+    pod = b.worker_job(spec, OWNER, CFG)["spec"]["template"]["spec"]
+    (prep,), (trainer,) = pod["initContainers"], pod["containers"]
+    assert trainer["resources"]["limits"]["cpu"] == "3500m"
+    assert _cpu_env(trainer)["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
+    assert _cpu_env(prep) is None  # no CPU asked for: the process reads its cgroup quota, else its CPUs
+    refit = b.refit_job(spec, OWNER, CFG)["spec"]["template"]["spec"]["containers"][0]
+    assert _cpu_env(refit)["valueFrom"]["resourceFieldRef"] == {"containerName": refit["name"],
+                                                                "resource": "limits.cpu", "divisor": "1"}

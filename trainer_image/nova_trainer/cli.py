@@ -18,7 +18,7 @@ from typing import Any
 
 from nova.config import load_resolved
 from nova.errors import NovaError, run_command
-from nova_trainer import logs
+from nova_trainer import logs, timeline
 
 log = logging.getLogger("nova_trainer")
 
@@ -53,6 +53,7 @@ def cmd_tune(args) -> int:
     from nova_trainer.tuning.storage import open_storage, resolve_url
     from nova_trainer.tuning.worker import run_worker
 
+    timeline.process_started("trainer")
     run = load_resolved(args.config)
     worker = args.worker if args.worker is not None else int(os.environ.get("JOB_COMPLETION_INDEX", "0"))
     out = _out_dir(args, run)
@@ -101,6 +102,7 @@ def cmd_prep(args: argparse.Namespace) -> int:
     from nova_trainer import stopping
     from nova_trainer.prep import Stop, produce
 
+    timeline.process_started("prep")
     run = load_resolved(args.config)
     folder = Path(args.out)
     stopping.install()

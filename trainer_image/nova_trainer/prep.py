@@ -32,7 +32,7 @@ from pyarrow import feather
 
 from nova.errors import DataError, NovaError
 from nova.spec import ResolvedRun
-from nova_trainer import stopping
+from nova_trainer import stopping, timeline
 from nova_trainer.dataset import SymbolData, from_frame, load_symbol_data, to_frame
 
 log = logging.getLogger(__name__)
@@ -93,6 +93,7 @@ def write_shard(folder: Path, data: SymbolData) -> dict:
     with open(tmp, "rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, paths[SHARD])
+    timeline.event("prep", data.symbol, "written")
     marker = {"symbol": data.symbol, "rows": int(len(data.y)), "features": list(data.X.columns),
               "sha256": sha256(paths[SHARD]), "start": data.start, "end": data.end}
     _atomic_text(paths["ready"], json.dumps(marker))
@@ -117,14 +118,19 @@ def produce(run: ResolvedRun, folder: Path, max_ahead: int | None = None, stop_c
         if paths["ready"].exists() or paths["failed"].exists() or paths["consumed"].exists():
             outcome[symbol] = "ready" if not paths["failed"].exists() else "failed (earlier)"
             continue
+        held = time.perf_counter()
         while _pending(folder, symbols) >= ahead:
             if stop_check():
                 raise Stop
             time.sleep(POLL_SECONDS)
         t0 = time.perf_counter()
+        if t0 - held > POLL_SECONDS / 2:
+            timeline.event("prep", symbol, "held", s=round(t0 - held, 3))
+        timeline.event("prep", symbol, "start")
         try:
             data = load_symbol_data(run.spec, symbol)
             write_shard(folder, data)
+            timeline.event("prep", symbol, "ready")
             outcome[symbol] = "ready"
             log.info("%s: prepared %d rows x %d features in %.2fs", symbol, len(data.y), data.X.shape[1],
                      time.perf_counter() - t0)
@@ -175,6 +181,7 @@ def consume_shards(run: ResolvedRun, folder: str | Path, delete: bool | None = N
     for symbol in run.spec.data.symbols:
         paths = _paths(folder, symbol)
         state = _wait_for(paths, folder, symbol, timeout)
+        timeline.event("trainer", symbol, "noticed", state=state)
         if state == "failed":
             reason = json.loads(paths["failed"].read_text()).get("reason", "unknown")
             yield symbol, DataError(f"{symbol}: prep failed: {reason}")
@@ -189,8 +196,11 @@ def consume_shards(run: ResolvedRun, folder: str | Path, delete: bool | None = N
         except DataError as exc:
             yield symbol, exc
             continue
+        timeline.event("trainer", symbol, "loaded")
         _atomic_text(paths["taken"], "")  # the producer may now prepare one more ahead
+        timeline.event("trainer", symbol, "train_start")
         yield symbol, data
+        timeline.event("trainer", symbol, "train_end")
         # The trainer is done with this symbol once it asks for the next one.
         _atomic_text(paths["consumed"], "")
         if delete:

@@ -7,7 +7,15 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from nova.spec import ResolvedRun
+from nova_trainer import timeline
 from nova_trainer.dataset import SymbolData, load_symbol_data
+
+
+def _built(run: ResolvedRun, symbol: str) -> SymbolData:
+    timeline.event("prep", symbol, "start")
+    data = load_symbol_data(run.spec, symbol)
+    timeline.event("prep", symbol, "ready")
+    return data
 
 
 def prefetched(run: ResolvedRun, ahead: int) -> Iterator[tuple[str, SymbolData | Exception]]:
@@ -19,13 +27,17 @@ def prefetched(run: ResolvedRun, ahead: int) -> Iterator[tuple[str, SymbolData |
         while next_index < len(symbols) or pending:
             while next_index < len(symbols) and len(pending) < ahead + 1:
                 symbol = symbols[next_index]
-                pending.append((symbol, pool.submit(load_symbol_data, run.spec, symbol)))
+                pending.append((symbol, pool.submit(_built, run, symbol)))
                 next_index += 1
             symbol, future = pending.pop(0)
             try:
-                yield symbol, future.result()
+                data = future.result()
             except Exception as exc:  # reported per symbol by the worker, never fatal to the run
                 yield symbol, exc
+                continue
+            timeline.event("trainer", symbol, "train_start")
+            yield symbol, data
+            timeline.event("trainer", symbol, "train_end")
 
 
 def symbol_stream(run: ResolvedRun, shards: str | None, delete: bool | None = None

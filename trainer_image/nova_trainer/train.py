@@ -18,6 +18,7 @@ import xgboost as xgb
 from nova.errors import DataError
 from nova.intervals import bars_per_year
 from nova.spec import METRIC_DIRECTION, TrainingRunSpec
+from nova_trainer.cpus import model_threads
 from nova_trainer.dataset import SymbolData
 from nova_trainer.device import DeviceChoice
 from nova_trainer.evaluation.oos import OutOfSample
@@ -89,8 +90,7 @@ def xgb_params(spec: TrainingRunSpec, tuned: dict[str, Any], device: DeviceChoic
         params.update(objective="binary:logistic", eval_metric=["logloss", "auc"])
     else:
         params.update(objective="reg:squarederror", eval_metric=["rmse"])
-    if spec.model.nthread:
-        params["nthread"] = spec.model.nthread
+    params["nthread"] = model_threads(spec)  # the container's CPU, not the node's cores (nova_trainer.cpus)
     if spec.model.gradient_sampling and gradient_sampling_supported(device.device):
         params["sampling_method"] = "gradient_based"
     return params
@@ -221,7 +221,7 @@ def score_holdout(data: SymbolData, spec: TrainingRunSpec, tuned: dict[str, Any]
     train = data.rows(slice(0, holdout.tune_end))
     test = data.rows(holdout.rows)
     booster, columns, _ = fit_final(train, spec, tuned, device, num_rounds)
-    dtest = xgb.DMatrix(test.X[columns], nthread=spec.model.nthread or -1)
+    dtest = xgb.DMatrix(test.X[columns], nthread=model_threads(spec))
     pred = booster.predict(dtest)
     metrics = fold_metrics(pred, test.y, test.fwd_return, spec.target.kind, spec.data.interval,
                            spec.target.horizon, spec.evaluation.cost_bps)
