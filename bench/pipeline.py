@@ -50,7 +50,7 @@ from nova_trainer.sources import prefetched  # noqa: E402
 from nova_trainer.tuning.storage import open_storage  # noqa: E402
 from nova_trainer.tuning.worker import run_worker, tune_symbol  # noqa: E402
 
-CPUS_PER_CONTAINER = "1"  # 2 cores: one for each container, as the Job's requests give them
+CPUS_PER_CONTAINER = "1"  # 2 cores: one for each container, as the Job's requests give them (--cpus)
 
 
 def manifest(symbols: int, bars: int, rounds: int, train_size: int, trials: int, max_ahead: int = 2) -> dict:
@@ -112,8 +112,11 @@ def _command(*args: str) -> list[str]:
     return [sys.executable, "-m", "nova_trainer.cli", "--log-level", "WARNING", *args]
 
 
-def _env(line: Path) -> dict[str, str]:
-    return {**os.environ, timeline.ENV: str(line), "NOVA_CPUS": CPUS_PER_CONTAINER}
+def _env(line: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "NOVA_CPUS"}
+    if CPUS_PER_CONTAINER != "0":
+        env["NOVA_CPUS"] = CPUS_PER_CONTAINER
+    return {**env, timeline.ENV: str(line)} if line else env
 
 
 def pod_layout(doc: dict, folder: Path) -> tuple[float, list[dict]]:
@@ -140,7 +143,7 @@ def pod_stages(doc: dict, folder: Path) -> tuple[float, float]:
     unbounded = {**doc, "spec": {**doc["spec"], "prep": {"maxAhead": 100, "deleteAfterUse": True}}}
     config, shards, out = folder / "run.yaml", folder / "features", folder / "out"
     config.write_text(yaml.safe_dump(unbounded))
-    env = {**os.environ, "NOVA_CPUS": CPUS_PER_CONTAINER}
+    env = _env()
     t0 = time.time()
     subprocess.run(_command("prep", "--config", str(config), "--out", str(shards)), env=env, check=True,
                    stdout=subprocess.DEVNULL)
@@ -183,7 +186,7 @@ def summarize(events: list[dict], wall: float) -> dict:
 def per_shard(events: list[dict]) -> list[list]:
     at = {(e["who"], e["symbol"], e["event"]): e["t"] for e in events}
     symbols = sorted({e["symbol"] for e in events if e["symbol"]}, key=lambda s: int(s[3:]) if s[3:].isdigit() else s)
-    cols = [("prep", "start"), ("prep", "written"), ("prep", "ready"), ("trainer", "noticed"),
+    cols = [("prep", "start"), ("prep", "built"), ("prep", "written"), ("prep", "ready"), ("trainer", "noticed"),
             ("trainer", "loaded"), ("trainer", "train_start"), ("trainer", "train_end")]
     return [[s, *[at.get((w, s, e), "") for w, e in cols]] for s in symbols]
 
@@ -206,12 +209,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quiet-load", type=float, help="wait for the 1-minute load average to drop below this")
     parser.add_argument("--quiet-wait", type=float, default=1200)
+    parser.add_argument("--cpus", default="1", help="$NOVA_CPUS of each process; 0: unset (all "
+                        "cores, as before issue 19)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     args = parser.parse_args()
+    global CPUS_PER_CONTAINER
+    CPUS_PER_CONTAINER = args.cpus
     doc = manifest(args.symbols, args.bars, args.rounds, args.train_size, args.trials)
     run = resolve(parse_run(doc))
     waited = wait_for_quiet(args.quiet_load, args.quiet_wait) if args.quiet_load else 0.0
-    os.environ["NOVA_CPUS"] = CPUS_PER_CONTAINER  # the in-process trainer: one core, prep's thread the other
+    os.environ.clear()
+    os.environ.update(_env())  # the in-process trainer: one core, prep's thread the other
     runs = []
     for i in range(args.repeats):
         r: dict = {"load_before": os.getloadavg()}
@@ -266,7 +274,7 @@ def main() -> None:
           f"prep {s['pod_prep_alone_s']:.1f}s, tune {s['pod_tune_alone_s']:.1f}s; pod wall over the in-process max "
           f"stage {s['sidecar_wall_over_in_process_max_stage']:.3f}")
     print("\npod layout, median run (seconds since launch):")
-    print(table(["symbol", "prep start", "written", "ready", "noticed", "loaded", "train start", "train end"],
+    print(table(["symbol", "prep start", "built", "written", "ready", "noticed", "loaded", "train start", "train end"],
                 per_shard(median_pod["pod_events"])))
     print()
     print(table(["timeline", *payload["timeline_summary"]["pod"]],

@@ -2,7 +2,7 @@
 
 Producer (`nova-trainer prep`): for each symbol in the spec's order, build features and target and
 write `<symbol>.arrow` (Arrow IPC / Feather v2, uncompressed: written 25x and read as fast as
-snappy Parquet, bench/pipeline.py) atomically (temp file, fsync, rename), then a ready marker
+snappy Parquet, bench/pipeline.py) atomically (temp file, rename), then a ready marker
 `<symbol>.ready` (JSON: rows, feature names, sha256 of the shard). A symbol that cannot be prepared
 gets `<symbol>.failed` with the reason; the trainer skips it and the run does not hang. At most
 `prep.maxAhead` shards wait untaken (`<symbol>.taken`: a trainer has loaded it), so disk and memory stay
@@ -14,6 +14,19 @@ skips symbols whose marker is already there.
 Consumer (`consume_shards`): waits for each symbol's marker in order (a sleeping poll, never a
 spin), fails clearly after `prep.waitTimeoutSeconds`, verifies the checksum, and, when the spec
 says so, deletes the shard once the trainer has moved on (`<symbol>.consumed` tells the producer).
+
+What keeps the two overlapping (issue 19; bench/pipeline.py prints both processes' timeline):
+- No fsync anywhere in this folder. It is an emptyDir that lives and dies with the pod (locally,
+  `nova run` clears it at each start), so a machine crash takes the folder with it and durability
+  buys nothing; each fsync of a 200 MB shard waited on the disk, and on ext4 even a small marker's
+  fsync flushed the shard renamed just before it (auto_da_alloc), on the trainer's critical path.
+  Rename alone keeps every file whole or absent to the other process.
+- The checksum is computed over a memory map of the page cache, on both sides, and the trainer
+  reads the Arrow table from that same map: each shard is read once, never copied by read().
+- Both sides poll every 50 ms (a stat of a few files: nothing next to training), so a shard is
+  noticed within 50 ms of its marker and prep sees a `.taken` as fast.
+- Each process sizes Arrow's threads (and XGBoost's, `nova_trainer.cpus`) by its own container's
+  CPU, so prep's conversions do not take the trainer's core.
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 import tempfile
 import time
@@ -33,11 +47,12 @@ from pyarrow import feather
 from nova.errors import DataError, NovaError
 from nova.spec import ResolvedRun
 from nova_trainer import stopping, timeline
+from nova_trainer.cpus import budget
 from nova_trainer.dataset import SymbolData, from_frame, load_symbol_data, to_frame
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.25
+POLL_SECONDS = 0.05
 DONE = "_done"
 
 
@@ -53,11 +68,17 @@ def _paths(folder: Path, symbol: str) -> dict[str, Path]:
 
 
 def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    """The shard's digest, hashed straight from the page cache through a memory map."""
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        if os.fstat(f.fileno()).st_size == 0:
+            return hashlib.sha256(b"").hexdigest()
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as view:
+            return hashlib.sha256(view).hexdigest()
+
+
+def _use_own_cpus() -> None:
+    """Arrow's thread pool as large as this container's CPU, not the node's (see the module doc)."""
+    pa.set_cpu_count(budget())
 
 
 def _temp_beside(path: Path) -> Path:
@@ -75,11 +96,8 @@ def _atomic_text(path: Path, text: str) -> None:
     once, is harmless (the last rename wins and both wrote the same meaning)."""
     tmp = _temp_beside(path)
     try:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        tmp.write_text(text)
+        os.replace(tmp, path)  # no fsync: see the module doc
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -90,12 +108,11 @@ def write_shard(folder: Path, data: SymbolData) -> dict:
     tmp = _temp_beside(paths[SHARD])
     feather.write_feather(pa.Table.from_pandas(to_frame(data), preserve_index=True), tmp,
                           compression="uncompressed")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, paths[SHARD])
+    os.replace(tmp, paths[SHARD])  # no fsync: see the module doc
     timeline.event("prep", data.symbol, "written")
     marker = {"symbol": data.symbol, "rows": int(len(data.y)), "features": list(data.X.columns),
               "sha256": sha256(paths[SHARD]), "start": data.start, "end": data.end}
+    timeline.event("prep", data.symbol, "ready")  # before the marker, so it precedes the trainer's "noticed"
     _atomic_text(paths["ready"], json.dumps(marker))
     return marker
 
@@ -108,6 +125,7 @@ def _pending(folder: Path, symbols: list[str]) -> int:
 def produce(run: ResolvedRun, folder: Path, max_ahead: int | None = None, stop_check=lambda: False) -> dict[str, str]:
     """Prepare every symbol; return {symbol: 'ready'|'failed: reason'}."""
     folder.mkdir(parents=True, exist_ok=True)
+    _use_own_cpus()
     symbols = list(run.spec.data.symbols)
     ahead = max_ahead or run.spec.prep.max_ahead
     outcome: dict[str, str] = {}
@@ -129,8 +147,8 @@ def produce(run: ResolvedRun, folder: Path, max_ahead: int | None = None, stop_c
         timeline.event("prep", symbol, "start")
         try:
             data = load_symbol_data(run.spec, symbol)
+            timeline.event("prep", symbol, "built")
             write_shard(folder, data)
-            timeline.event("prep", symbol, "ready")
             outcome[symbol] = "ready"
             log.info("%s: prepared %d rows x %d features in %.2fs", symbol, len(data.y), data.X.shape[1],
                      time.perf_counter() - t0)
@@ -163,13 +181,15 @@ def load_shard(folder: Path, symbol: str) -> SymbolData:
     marker = json.loads(paths["ready"].read_text())
     if not paths[SHARD].exists():
         raise DataError(f"{symbol}: shard {paths[SHARD]} is missing although its ready marker exists")
-    if sha256(paths[SHARD]) != marker["sha256"]:
-        raise DataError(f"{symbol}: shard {paths[SHARD]} is corrupted (checksum mismatch); "
-                        "delete it and its .ready marker to rebuild it")
-    try:
-        frame = feather.read_table(paths[SHARD]).to_pandas()
-    except Exception as exc:
-        raise DataError(f"{symbol}: shard {paths[SHARD]} cannot be read ({exc})") from None
+    with pa.memory_map(str(paths[SHARD]), "r") as source:  # read once: hashed and parsed from one map
+        view = source.read_buffer()
+        if hashlib.sha256(view).hexdigest() != marker["sha256"]:
+            raise DataError(f"{symbol}: shard {paths[SHARD]} is corrupted (checksum mismatch); "
+                            "delete it and its .ready marker to rebuild it")
+        try:
+            frame = pa.ipc.open_file(view).read_all().to_pandas()
+        except Exception as exc:
+            raise DataError(f"{symbol}: shard {paths[SHARD]} cannot be read ({exc})") from None
     return from_frame(frame, symbol)
 
 
@@ -178,6 +198,7 @@ def consume_shards(run: ResolvedRun, folder: str | Path, delete: bool | None = N
     folder = Path(folder)
     delete = run.spec.prep.delete_after_use if delete is None else delete
     timeout = run.spec.prep.wait_timeout_seconds
+    _use_own_cpus()
     for symbol in run.spec.data.symbols:
         paths = _paths(folder, symbol)
         state = _wait_for(paths, folder, symbol, timeout)
