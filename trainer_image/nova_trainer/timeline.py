@@ -7,8 +7,9 @@ line per event to it (wall-clock `t`, `who`, `symbol`, `event`), O_APPEND so lin
 processes never interleave. Unset (the default), nothing is written. `bench/pipeline.py` reads it.
 
 Events, in the order they happen for one symbol:
-  prep:    start (building features), built (features in memory), written (shard renamed into place), ready (marker written),
-           held (waited for the trainer to take shards: `prep.maxAhead` back-pressure; `s` seconds)
+  prep:    start (building features), built (features in memory), written (shard renamed into place),
+           ready (checksummed; its marker goes in place right after),
+           held (before start: waited `s` seconds for the trainer to take shards, `prep.maxAhead`)
   trainer: noticed (its marker seen), loaded (read and verified), train_start (handed to the trainer),
            train_end (the trainer asked for the next symbol)
   either:  process (the command is running: imports done; `since_exec` seconds after exec)
