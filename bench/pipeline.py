@@ -21,7 +21,7 @@ x max(stage), pod layout <= 1.20 x max(stage of each command alone). Every way r
 times in one command (interleaved); the JSON keeps every run and the medians. `--quiet-load 1.5`
 first waits (up to `--quiet-wait` s) for the 1-minute load average to drop below it.
 
-    python bench/pipeline.py [--symbols 8] [--bars 400000] [--train-size 6000] [--rounds 15] [--trials 2]
+    python bench/pipeline.py [--symbols 8] [--bars 400000] [--train-size 6000] [--rounds 15] [--trials 1]
 """
 
 from __future__ import annotations
@@ -205,7 +205,7 @@ def main() -> None:
     parser.add_argument("--bars", type=int, default=400_000)
     parser.add_argument("--train-size", type=int, default=6_000)
     parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--trials", type=int, default=2)
+    parser.add_argument("--trials", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quiet-load", type=float, help="wait for the 1-minute load average to drop below this")
     parser.add_argument("--quiet-wait", type=float, default=1200)
