@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
@@ -191,7 +192,7 @@ class _Converter:
         return out
 
 
-def structural(model: type, where: str) -> dict[str, Any]:
+def structural(model: type[BaseModel], where: str) -> dict[str, Any]:
     """A pydantic model's JSON Schema as a structural OpenAPI v3 schema."""
     schema = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)
     defs = schema.pop("$defs", {})
@@ -220,7 +221,8 @@ def spec_schema() -> dict[str, Any]:
         node = _at(spec, (field,))
         node["description"] = f"{node.get('description', '').rstrip('.')}. Cannot change once the run exists."
         spec.setdefault("x-kubernetes-validations", []).append({
-            "rule": f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})",
+            "rule": (f"has(self.{field}) == has(oldSelf.{field}) && "
+                     f"(!has(self.{field}) || self.{field} == oldSelf.{field})"),
             "message": message})
     return spec
 

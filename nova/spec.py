@@ -486,7 +486,7 @@ class TrainingRun(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     api_version: str = Field(f"{API_GROUP}/{API_VERSION}", alias="apiVersion")
-    kind: Literal["TrainingRun"] = KIND
+    kind: Literal["TrainingRun"] = "TrainingRun"
     metadata: Metadata
     spec: TrainingRunSpec
 
