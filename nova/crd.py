@@ -230,6 +230,11 @@ def spec_schema() -> dict[str, Any]:
 def status_schema() -> dict[str, Any]:
     status = structural(RunStatus, "status")
     status["description"] = "Written by the operator: phase, conditions, study progress, best, model."
+    return _conditions_keyed_by_type(status)
+
+
+def _conditions_keyed_by_type(status: dict[str, Any]) -> dict[str, Any]:
+    """Conditions as a map list keyed by type, as kubectl and server-side apply expect."""
     conditions = status["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
@@ -312,10 +317,7 @@ def schedule_spec_schema() -> dict[str, Any]:
 def schedule_status_schema() -> dict[str, Any]:
     status = structural(ScheduleStatus, "status")
     status["description"] = "Written by the operator: the last tick, active runs, skipped ticks."
-    conditions = status["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
-    return status
+    return _conditions_keyed_by_type(status)
 
 
 def schedule_crd() -> dict[str, Any]:

@@ -85,9 +85,9 @@ class Studies:
         a burst of 200 runs, with every handler thread queued on the storage lock
         (bench/operator_scale.py). Opens `url` too when the operator has its own
         (NOVA_OPERATOR_STORAGE_URL); a failure there is only logged, each run reports it."""
-        import sqlalchemy.dialects.postgresql  # noqa: F401
+        import sqlalchemy.dialects.postgresql  # noqa: F401 - imported for its side effect: the dialect loads
         try:
-            import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+            import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401 - same: the driver's dialect
         except ImportError:  # no psycopg: postgresql URLs fail later, with the run's own message
             pass
         optuna.storages.RDBStorage("sqlite:///:memory:")  # alembic, Optuna's models, the version check
