@@ -68,6 +68,34 @@ def manifest(symbols: int, bars: int, rounds: int, train_size: int, trials: int,
                 "gpu": {"count": 0}}}
 
 
+def shard_formats(data, folder: Path) -> dict:
+    """Write and read one symbol's shard as Parquet (snappy) and as Arrow IPC (Feather, no
+    compression): bytes on disk and seconds to load it back into the trainer's frame."""
+    import pandas as pd
+
+    from nova_trainer.dataset import to_frame
+
+    frame = to_frame(data)
+    out = {}
+    for name, write, read in (
+        ("parquet", lambda p: frame.to_parquet(p, compression="snappy"), pd.read_parquet),
+        ("feather", lambda p: frame.reset_index().to_feather(p, compression="uncompressed"), pd.read_feather),
+    ):
+        path = folder / f"shard.{name}"
+        t = time.perf_counter()
+        write(path)
+        written = time.perf_counter() - t
+        best = min(_timed(lambda read=read, path=path: read(path)) for _ in range(3))
+        out[name] = {"bytes": path.stat().st_size, "write_s": written, "read_s": best}
+    return out
+
+
+def _timed(action) -> float:
+    t = time.perf_counter()
+    action()
+    return time.perf_counter() - t
+
+
 def _storage(folder: Path):
     return open_storage(f"sqlite:///{folder / 'optuna.db'}", 10, 30)
 
@@ -248,6 +276,8 @@ def main() -> None:
     def med(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
+    with tempfile.TemporaryDirectory() as d:
+        formats = shard_formats(load_symbol_data(run.spec, run.spec.data.symbols[0]), Path(d))
     median_pod = sorted(runs, key=lambda r: r["wall_over_max_stage_sidecar"])[len(runs) // 2]
     payload = {
         "symbols": args.symbols, "bars": args.bars, "rounds": args.rounds, "train_size": args.train_size,
@@ -257,6 +287,7 @@ def main() -> None:
                                "pod_s", "pod_prep_alone_s", "pod_tune_alone_s", "pod_max_stage_s",
                                "wall_over_max_stage", "wall_over_max_stage_sidecar",
                                "sidecar_wall_over_in_process_max_stage")},
+        "shard_formats": formats,
         "timeline_summary": {"in_process": median_pod["in_process_timeline"], "pod": median_pod["pod_timeline"]},
         "pod_timeline_median_run": median_pod["pod_events"],
         "runs": [{k: v for k, v in r.items() if k != "pod_events"} for r in runs],
@@ -279,6 +310,9 @@ def main() -> None:
     print()
     print(table(["timeline", *payload["timeline_summary"]["pod"]],
                 [[way, *v.values()] for way, v in payload["timeline_summary"].items()]))
+    print()
+    print(table(["shard format", "MB", "write (s)", "read (s)"], [
+        [k, round(v["bytes"] / 1e6, 1), v["write_s"], v["read_s"]] for k, v in formats.items()]))
     if not args.no_write:
         print(f"\n-> {write_result('pipeline', payload)}")
 
