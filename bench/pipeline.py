@@ -153,7 +153,7 @@ def pod_layout(doc: dict, folder: Path) -> tuple[float, list[dict]]:
     config.write_text(yaml.safe_dump(doc))
     t0 = time.time()
     prep = subprocess.Popen(_command("prep", "--linger", "--config", str(config), "--out", str(shards)),
-                            env=_env(line))
+                            env=_env(line), stdout=subprocess.DEVNULL)
     try:
         trainer = subprocess.run(_command("tune", "--config", str(config), "--shards", str(shards), "--out", str(out)),
                                  env=_env(line), capture_output=True, text=True)
@@ -188,18 +188,18 @@ def summarize(events: list[dict], wall: float) -> dict:
     symbols = [e["symbol"] for e in events if e["who"] == "trainer" and e["event"] == "train_start"]
     trainer_up = next((e["t"] for e in events if e["who"] == "trainer" and e["event"] == "process"), 0.0)
     prep_up = next((e["t"] for e in events if e["who"] == "prep" and e["event"] == "process"), 0.0)
-    asked, waits, loads, trains = trainer_up, 0.0, 0.0, 0.0
+    asked, waits, loads, trains, lags = trainer_up, 0.0, 0.0, 0.0, []
     for s in symbols:
         noticed = at.get(("trainer", s, "noticed"), at[("trainer", s, "train_start")])["t"]
         loaded = at.get(("trainer", s, "loaded"), at[("trainer", s, "train_start")])["t"]
         end = at[("trainer", s, "train_end")]["t"]
         waits += max(0.0, noticed - asked)
+        if ("prep", s, "ready") in at and at[("prep", s, "ready")]["t"] > asked:  # it was waiting: poll latency
+            lags.append(noticed - at[("prep", s, "ready")]["t"])
         loads += loaded - noticed
         trains += end - at[("trainer", s, "train_start")]["t"]
         asked = end
     ready = [at[("prep", s, "ready")]["t"] for s in symbols if ("prep", s, "ready") in at]
-    lags = [max(0.0, at[("trainer", s, "noticed")]["t"] - at[("prep", s, "ready")]["t"]) for s in symbols
-            if ("trainer", s, "noticed") in at and ("prep", s, "ready") in at]
     return {
         "prep_process_up_s": prep_up, "trainer_process_up_s": trainer_up,
         "first_train_start_s": at[("trainer", symbols[0], "train_start")]["t"] if symbols else None,
@@ -241,6 +241,9 @@ def main() -> None:
                         "cores, as before issue 19)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     args = parser.parse_args()
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     global CPUS_PER_CONTAINER
     CPUS_PER_CONTAINER = args.cpus
     doc = manifest(args.symbols, args.bars, args.rounds, args.train_size, args.trials)

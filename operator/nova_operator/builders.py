@@ -261,26 +261,28 @@ def _pod_spec(run: ResolvedRun, cfg: OperatorConfig, containers: list[dict[str, 
 
 def _container(run: ResolvedRun, cfg: OperatorConfig, name: str, args: list[str],
                resources: dict[str, Any], mounts: list[dict[str, Any]]) -> dict[str, Any]:
-    c = {"name": name, "image": run.spec.image or cfg.trainer_image, "imagePullPolicy": cfg.image_pull_policy,
-         "command": ["nova-trainer"], "args": args, "env": _env(run, cfg), "volumeMounts": mounts,
+    env = _env(run, cfg)
+    if cpus := _cpu_env(resources):
+        env.append(cpus)
+    c: dict[str, Any] = {
+         "name": name, "image": run.spec.image or cfg.trainer_image, "imagePullPolicy": cfg.image_pull_policy,
+         "command": ["nova-trainer"], "args": args, "env": env, "volumeMounts": mounts,
          "securityContext": container_security_context(),
          "terminationMessagePolicy": "FallbackToLogsOnError"}
     if resources:
         c["resources"] = resources
-    if cpus := _cpu_env(name, resources):
-        c["env"].append(cpus)
     return c
 
 
-def _cpu_env(name: str, resources: dict[str, Any]) -> dict[str, Any] | None:
+def _cpu_env(resources: dict[str, Any]) -> dict[str, Any] | None:
     """$NOVA_CPUS from this container's own CPU (limit, else request; whole cores, rounded up by the
     kubelet): the process sizes its threads by it, so prep and the trainer do not fight over the same
     cores (nova.cpus). None when the container asks for no CPU: the process then reads its cgroup."""
     source = cpu_source(resources.get("requests", {}), resources.get("limits", {}))
     if source is None:
         return None
-    return {"name": CPUS_ENV, "valueFrom": {"resourceFieldRef": {"containerName": name, "resource": source,
-                                                                  "divisor": "1"}}}
+    # no containerName: an env var's resourceFieldRef is the container's own
+    return {"name": CPUS_ENV, "valueFrom": {"resourceFieldRef": {"resource": source, "divisor": "1"}}}
 
 
 def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> dict[str, Any]:

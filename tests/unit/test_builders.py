@@ -289,7 +289,7 @@ def test_each_container_sizes_its_threads_by_its_own_cpu_request():
     assert prep["resources"]["requests"]["cpu"] == "1" and trainer["resources"]["requests"]["cpu"] == "2"
     for c in (prep, trainer):
         assert _cpu_env(c) == {"name": "NOVA_CPUS", "valueFrom": {"resourceFieldRef": {
-            "containerName": c["name"], "resource": "requests.cpu", "divisor": "1"}}}
+            "resource": "requests.cpu", "divisor": "1"}}}
         assert "limits" not in c["resources"] or "cpu" not in c["resources"]["limits"]
 
 
@@ -302,5 +302,4 @@ def test_a_cpu_limit_sizes_the_threads_and_no_cpu_leaves_it_to_the_cgroup():
     assert _cpu_env(trainer)["valueFrom"]["resourceFieldRef"]["resource"] == "limits.cpu"
     assert _cpu_env(prep) is None  # no CPU asked for: the process reads its cgroup quota, else its CPUs
     refit = b.refit_job(spec, OWNER, CFG)["spec"]["template"]["spec"]["containers"][0]
-    assert _cpu_env(refit)["valueFrom"]["resourceFieldRef"] == {"containerName": refit["name"],
-                                                                "resource": "limits.cpu", "divisor": "1"}
+    assert _cpu_env(refit)["valueFrom"]["resourceFieldRef"] == {"resource": "limits.cpu", "divisor": "1"}
