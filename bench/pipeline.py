@@ -240,6 +240,7 @@ def main() -> None:
     parser.add_argument("--cpus", default="1", help="$NOVA_CPUS of each process; 0: unset (all "
                         "cores, as before issue 19)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
+    parser.add_argument("--result", default="pipeline", help="bench/results/<RESULT>.json")
     args = parser.parse_args()
     import optuna
 
@@ -317,7 +318,7 @@ def main() -> None:
     print(table(["shard format", "MB", "write (s)", "read (s)"], [
         [k, round(v["bytes"] / 1e6, 1), v["write_s"], v["read_s"]] for k, v in formats.items()]))
     if not args.no_write:
-        print(f"\n-> {write_result('pipeline', payload)}")
+        print(f"\n-> {write_result(args.result, payload)}")
 
 
 if __name__ == "__main__":
