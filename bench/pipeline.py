@@ -15,7 +15,9 @@ one-choice search space, no pruner), so every way does the same work.
                each command alone (prep with nothing holding it back, tune on the finished
                shards) to measure the pod's stages with their process start-up
 
-Both processes write a timeline ($NOVA_TIMELINE, nova_trainer/timeline.py); the output shows it
+Each process runs in its own session (setsid), so with the kernel's autogroup scheduling it has its
+own CPU share on a loaded machine, as each container of a pod has its own cgroup (cpu.weight from
+its request); the in-process ways share one. Both processes write a timeline ($NOVA_TIMELINE, nova_trainer/timeline.py); the output shows it
 per shard for the median pod run and sums where the trainer waited. Targets: in-process wall <= 1.15
 x max(stage), pod layout <= 1.20 x max(stage of each command alone). Every way runs `--repeats`
 times in one command (interleaved); the JSON keeps every run and the medians. `--quiet-load 1.5`
@@ -153,10 +155,10 @@ def pod_layout(doc: dict, folder: Path) -> tuple[float, list[dict]]:
     config.write_text(yaml.safe_dump(doc))
     t0 = time.time()
     prep = subprocess.Popen(_command("prep", "--linger", "--config", str(config), "--out", str(shards)),
-                            env=_env(line), stdout=subprocess.DEVNULL)
+                            env=_env(line), stdout=subprocess.DEVNULL, start_new_session=True)
     try:
         trainer = subprocess.run(_command("tune", "--config", str(config), "--shards", str(shards), "--out", str(out)),
-                                 env=_env(line), capture_output=True, text=True)
+                                 env=_env(line), capture_output=True, text=True, start_new_session=True)
         wall = time.time() - t0
     finally:
         prep.send_signal(signal.SIGTERM)  # the kubelet stops the native sidecar once the trainer is done
@@ -174,11 +176,11 @@ def pod_stages(doc: dict, folder: Path) -> tuple[float, float]:
     env = _env()
     t0 = time.time()
     subprocess.run(_command("prep", "--config", str(config), "--out", str(shards)), env=env, check=True,
-                   stdout=subprocess.DEVNULL)
+                   stdout=subprocess.DEVNULL, start_new_session=True)
     prep = time.time() - t0
     t0 = time.time()
     subprocess.run(_command("tune", "--config", str(config), "--shards", str(shards), "--out", str(out)), env=env,
-                   check=True, stdout=subprocess.DEVNULL)
+                   check=True, stdout=subprocess.DEVNULL, start_new_session=True)
     return prep, time.time() - t0
 
 
