@@ -17,8 +17,9 @@ one-choice search space, no pruner), so every way does the same work.
 
 Each process runs in its own session (setsid), so with the kernel's autogroup scheduling it has its
 own CPU share on a loaded machine, as each container of a pod has its own cgroup (cpu.weight from
-its request); the in-process ways share one. Both processes write a timeline ($NOVA_TIMELINE, nova_trainer/timeline.py); the output shows it
-per shard for the median pod run and sums where the trainer waited. Targets: in-process wall <= 1.15
+its request); the in-process ways share one. Both processes write a timeline ($NOVA_TIMELINE,
+nova_trainer/timeline.py); the output shows it per shard for the median pod run and sums where the
+trainer waited. Targets: in-process wall <= 1.15
 x max(stage), pod layout <= 1.20 x max(stage of each command alone). Every way runs `--repeats`
 times in one command (interleaved); the JSON keeps every run and the medians. `--quiet-load 1.5`
 first waits (up to `--quiet-wait` s) for the 1-minute load average to drop below it.
