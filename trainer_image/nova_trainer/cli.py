@@ -123,7 +123,7 @@ def cmd_prep(args: argparse.Namespace) -> int:
 def cmd_promote(args) -> int:
     """The decision goes to --result (the pod's termination message) as compact JSON; exit 0 even
     when nothing is promoted: keeping the incumbent is a decision, not a failure."""
-    from nova_trainer.promotion import promote
+    from nova_trainer.promotion import compact, promote
 
     run = load_resolved(args.config)
     text = args.request if args.request.lstrip().startswith("{") else Path(args.request).read_text()
@@ -132,7 +132,7 @@ def cmd_promote(args) -> int:
     for symbol, decision in document["symbols"].items():
         print(f"{symbol}: {'promoted' if decision['promoted'] else 'kept'}: {decision['reason']}")
     if args.result:
-        Path(args.result).write_text(json.dumps(document, separators=(",", ":")))
+        Path(args.result).write_text(compact(document))
     return 0 if any("candidate" in d for d in document["symbols"].values()) else 1
 
 

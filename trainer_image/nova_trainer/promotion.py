@@ -26,6 +26,7 @@ from nova_trainer.model_card import atomic_write
 
 log = logging.getLogger(__name__)
 MIN_WINDOW = 10  # fewer bars than this after both models' training data: no judgement
+MESSAGE_LIMIT = 4000  # kubelet keeps 4 KiB of a termination message
 
 
 def model_files(run_dir: Path, symbol: str) -> tuple[Path, Path]:
@@ -155,3 +156,16 @@ def promote(run: ResolvedRun, request: dict[str, Any]) -> dict[str, Any]:
             log.error("%s: not judged: %s", symbol, exc)
             symbols[symbol] = {"promoted": False, "reason": f"not judged: {exc}"[:1500]}
     return result_document(symbols)
+
+
+def compact(document: dict[str, Any], limit: int = MESSAGE_LIMIT) -> str:
+    """The decision as JSON within `limit` characters (a termination message): reasons are shortened
+    first, then the paths the operator can rebuild (model, current, window) dropped."""
+    text = json.dumps(document, separators=(",", ":"))
+    for keep_reason, drop in ((120, ()), (40, ("window",)), (0, ("window", "model", "current"))):
+        if len(text) <= limit:
+            break
+        symbols = {s: {k: (v[:keep_reason] if k == "reason" else v) for k, v in d.items() if k not in drop}
+                   for s, d in document["symbols"].items()}
+        text = json.dumps({**document, "symbols": symbols}, separators=(",", ":"))
+    return text
