@@ -58,7 +58,15 @@ def _ts(now: dt.datetime) -> str:
 
 
 def _dump(model: Any) -> dict[str, Any]:
-    return model.model_dump(by_alias=True, exclude_none=True)
+    """Every field, None included: the status is merge-patched, where a null removes what an
+    earlier decision wrote (a Failed record's message, a symbol no longer judged)."""
+    return model.model_dump(by_alias=True)
+
+
+def _record(record: PromotionRecord, last: dict[str, Any] | None) -> dict[str, Any]:
+    out = _dump(record)
+    out["symbols"] = {**{s: None for s in ((last or {}).get("symbols") or {})}, **out["symbols"]}
+    return out
 
 
 def _owner(run: dict[str, Any]) -> dict[str, Any]:
@@ -130,12 +138,14 @@ def decide(schedule: dict[str, Any], spec: TrainingScheduleSpec, succeeded: list
     if job is None:
         manifest = builders.promote_job(run, _owner(newest), cfg, request(md["name"], spec, root, name, promoted))
         record = PromotionRecord(run=name, phase="Evaluating")
-        return PromotionPlan(status={"promoted": promoted, "lastPromotion": _dump(record)}, create=[manifest])
+        return PromotionPlan(status={"promoted": promoted, "lastPromotion": _record(record, last)}, create=[manifest])
     if job.state == "Failed":
         return _failed(carry, name, f"the promote Job failed: {job.message or 'see its pod log'}", now)
     if job.state != "Succeeded":
-        return PromotionPlan(status={"promoted": promoted, "lastPromotion": _dump(PromotionRecord(
-            run=name, phase="Evaluating"))})
+        if last and last.get("run") == name:
+            return carry  # Evaluating already says so
+        return PromotionPlan(status={"promoted": promoted, "lastPromotion": _record(PromotionRecord(
+            run=name, phase="Evaluating"), last)})
     try:
         result = json.loads(job.result or "")
         if not isinstance(result, dict) or not isinstance(result.get("symbols"), dict):
@@ -144,11 +154,11 @@ def decide(schedule: dict[str, Any], spec: TrainingScheduleSpec, succeeded: list
         return _failed(carry, name, f"the promote Job left no readable decision ({(job.result or '')[:200]!r})", now)
     new_promoted, record, events = apply_result(name, run_spec.tuning.metric, root, md["name"], result, promoted,
                                                 _ts(now))
-    return PromotionPlan(status={"promoted": new_promoted, "lastPromotion": _dump(record)}, events=events)
+    return PromotionPlan(status={"promoted": new_promoted, "lastPromotion": _record(record, last)}, events=events)
 
 
 def _failed(carry: PromotionPlan, run: str, message: str, now: dt.datetime) -> PromotionPlan:
     """No judgement for this run: the promoted models stay, the record says why (one Event)."""
     record = PromotionRecord(run=run, phase="Failed", time=_ts(now), message=message[:4096])
-    return PromotionPlan(status={**carry.status, "lastPromotion": _dump(record)},
+    return PromotionPlan(status={**carry.status, "lastPromotion": _record(record, carry.status["lastPromotion"])},
                          events=[("Warning", "PromotionFailed", f"{run}: {message}")])

@@ -222,7 +222,8 @@ def test_a_succeeded_run_gets_a_promote_job_naming_both_models():
     assert {"name": "output", "persistentVolumeClaim": {"claimName": "models"}} in pod["volumes"]
     assert {"name": "config", "configMap": {"name": "nightly-2-config"}} in pod["volumes"]
     assert "resources" not in c or "nvidia.com/gpu" not in (c["resources"].get("limits") or {})
-    assert p.status["lastPromotion"] == {"run": "nightly-2", "phase": "Evaluating", "symbols": {}}
+    assert p.status["lastPromotion"] == {"run": "nightly-2", "phase": "Evaluating", "symbols": {}, "time": None,
+                                         "message": None}
     assert p.status["promoted"] == promoted and p.evaluating == "nightly-2"
 
 
@@ -258,6 +259,16 @@ def test_a_running_job_is_waited_for_and_a_failed_one_keeps_the_models_with_the_
     assert failed.events[0][:2] == ("Warning", "PromotionFailed")
     unreadable = _decide(body, [succeeded("n-2")], PromoteJob("Succeeded", "not json"))
     assert "no readable decision" in unreadable.status["lastPromotion"]["message"]
+
+
+def test_what_an_earlier_record_said_is_cleared_in_the_merge_patch():
+    """The status is merge-patched: a key left out would keep the older record's value."""
+    old = {"run": "n-1", "phase": "Failed", "message": "the promote Job failed", "symbols": {"OLD": {"promoted": True}}}
+    result = {"symbols": {"AAA": {"promoted": True, "reason": "r", "candidate": {"metric": 0.6, "sharpeNet": 1.0}}}}
+    p = _decide(schedule({"lastPromotion": old}), [succeeded("n-2")], PromoteJob("Succeeded", json.dumps(result)))
+    last = p.status["lastPromotion"]
+    assert last["message"] is None and last["symbols"]["OLD"] is None and last["symbols"]["AAA"]["promoted"]
+    assert p.status["promoted"]["AAA"]["incumbentScores"] is None
 
 
 def test_without_an_output_claim_promotion_says_what_is_missing():
