@@ -87,10 +87,19 @@ def _scores(raw: dict[str, Any] | None) -> ModelScores | None:
     return None if not raw else ModelScores(metric=raw.get("metric"), sharpe_net=raw.get("sharpeNet"))
 
 
+def model_uris(run: dict[str, Any]) -> dict[str, str]:
+    """Each symbol's model as the run's own status.model says (the refit's layout, told once)."""
+    model = (run.get("status") or {}).get("model") or {}
+    base = str(model.get("uri") or "").rstrip("/")
+    return {m["symbol"]: f"{base}/{m['file']}" for m in model.get("symbols") or [] if m.get("file") and base}
+
+
 def apply_result(run: str, metric: str, root: str, schedule: str, result: dict[str, Any],
-                 promoted: dict[str, Any], now: str) -> tuple[dict[str, Any], PromotionRecord,
-                                                              list[tuple[str, str, str]]]:
-    """The trainer's decision per symbol into the status: the new `promoted`, the record, Events."""
+                 promoted: dict[str, Any], now: str, uris: dict[str, str] | None = None
+                 ) -> tuple[dict[str, Any], PromotionRecord, list[tuple[str, str, str]]]:
+    """The trainer's decision per symbol into the status: the new `promoted`, the record, Events.
+    Paths come from the operator's side (the run's status.model, nova.promotion.current_dir), not
+    from the pod, which may see its volumes elsewhere."""
     promoted = dict(promoted)
     record = PromotionRecord(run=run, phase="Done", time=now)
     events: list[tuple[str, str, str]] = []
@@ -102,8 +111,8 @@ def apply_result(run: str, metric: str, root: str, schedule: str, result: dict[s
         record.symbols[symbol] = decision
         if decision.promoted:
             promoted[symbol] = _dump(PromotedModel(
-                run=run, model_uri=str(d.get("model") or f"{root}/{run}"),
-                current_uri=str(d.get("current") or current_dir(root, schedule, symbol)) + "/", metric=metric,
+                run=run, model_uri=(uris or {}).get(symbol) or f"{root}/{run}",
+                current_uri=current_dir(root, schedule, symbol) + "/", metric=metric,
                 scores=decision.candidate, incumbent_scores=decision.incumbent, promoted_at=now,
                 reason=decision.reason))
             events.append(("Normal", "Promoted", f"{symbol}: {run} promoted: {decision.reason}"))
@@ -153,7 +162,7 @@ def decide(schedule: dict[str, Any], spec: TrainingScheduleSpec, succeeded: list
     except ValueError:
         return _failed(carry, name, f"the promote Job left no readable decision ({(job.result or '')[:200]!r})", now)
     new_promoted, record, events = apply_result(name, run_spec.tuning.metric, root, md["name"], result, promoted,
-                                                _ts(now))
+                                                _ts(now), model_uris(newest))
     return PromotionPlan(status={"promoted": new_promoted, "lastPromotion": _record(record, last)}, events=events)
 
 

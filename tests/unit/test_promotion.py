@@ -197,7 +197,9 @@ def schedule(status=None, **promotion):
 
 def succeeded(name):
     return {"metadata": {"name": name, "namespace": "ns", "uid": f"{name}-uid"},
-            "spec": {"data": {"symbols": ["AAA", "BBB"], "reserveLastBars": 65}}, "status": {"phase": "Succeeded"}}
+            "spec": {"data": {"symbols": ["AAA", "BBB"], "reserveLastBars": 65}},
+            "status": {"phase": "Succeeded", "model": {"uri": f"/output/ns/{name}", "symbols": [
+                {"symbol": "AAA", "file": "AAA.ubj"}, {"symbol": "BBB", "file": "BBB.ubj"}]}}}
 
 
 def _decide(body, runs, job=None, cfg=CLAIM):
@@ -232,8 +234,8 @@ def test_the_decision_goes_into_the_status_with_both_scores_and_events():
     result = {"version": 1, "symbols": {
         "AAA": {"promoted": False, "reason": "auc not better", "candidate": {"metric": 0.55, "sharpeNet": 0.4},
                 "incumbent": {"metric": 0.7, "sharpeNet": 2.1}, "incumbentRun": "nightly-1", "window": "w"},
-        "BBB": {"promoted": True, "reason": "no model promoted yet: promoted", "model": "/output/ns/nightly-2/BBB.ubj",
-                "current": "/output/ns/nightly/current/BBB", "candidate": {"metric": 0.6, "sharpeNet": 1.0}}}}
+        "BBB": {"promoted": True, "reason": "no model promoted yet: promoted", "model": "/pod/sees/it/here.ubj",
+                "current": "/pod/current/BBB", "candidate": {"metric": 0.6, "sharpeNet": 1.0}}}}
     p = _decide(body, [succeeded("nightly-2")], PromoteJob("Succeeded", json.dumps(result)))
     assert p.create == []
     last = p.status["lastPromotion"]
