@@ -29,7 +29,7 @@ from tests.operator.test_e2e import E2E, GROUP, VERSION, tiny_quickstart
 from tests.support.learnable import write_learnable
 from tests.support.waiting import wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 SCHEDULES = "trainingschedules"
 CLAIM = "models"
 
@@ -94,7 +94,7 @@ def test_a_worse_second_run_is_warm_started_judged_and_not_promoted(e2e, operato
     assert decision["window"].split("..")[0] > card["data"]["end"]
 
     # deliberately worse: one boosting round of one split
-    worse = {"eta": {"type": "float", "low": 0.2, "high": 0.3}, "max_depth": {"type": "categorical", "choices": [1]}}
+    worse = {"eta": {"type": "float", "low": 0.1, "high": 0.3}, "max_depth": {"type": "categorical", "choices": [1]}}
     patch = {"eta": worse["eta"], "max_depth": {**worse["max_depth"], "low": None, "high": None}}  # a merge patch
     e2e.custom.patch_namespaced_custom_object(GROUP, VERSION, e2e.ns, SCHEDULES, "sched", {"spec": {"runTemplate": {
         "model": {"numBoostRound": 1}, "tuning": {"searchSpace": patch}}}})
