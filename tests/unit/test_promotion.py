@@ -297,3 +297,19 @@ def test_the_decision_of_many_symbols_fits_a_termination_message():
         back = json.loads(text)["symbols"]
         assert all(d["promoted"] and d["candidate"]["metric"] == 0.612345 for d in back.values())
         assert fields <= set(back["S0"])
+
+
+def test_the_window_starts_gap_bars_after_the_later_training_end_and_may_be_shorter():
+    import numpy as np
+    import pandas as pd
+
+    from nova.errors import NovaError
+    from nova_trainer.dataset import SymbolData
+    from nova_trainer.promotion import window_rows
+
+    days = pd.bdate_range("2026-01-05", periods=100)
+    data = SymbolData("AAA", pd.DataFrame({"f": np.zeros(100)}, index=days), np.zeros(100), np.zeros(100))
+    assert window_rows(data, [str(days[29].date())], gap=5, window=60) == slice(40, 100)  # the newest 60
+    assert window_rows(data, [str(days[29].date()), str(days[59].date())], 5, 60) == slice(65, 100)  # 35 left
+    with pytest.raises(NovaError, match="only 5 bar"):
+        window_rows(data, [str(days[89].date())], gap=5, window=60)

@@ -66,8 +66,8 @@ def load_model(run: str, run_dir: Path, symbol: str) -> Model:
 def window_rows(data: SymbolData, train_ends: list[str], gap: int, window: int) -> slice:
     """The newest `window` rows that come `gap` rows after the last day any of the models trained
     on (fewer when fewer exist, but at least MIN_WINDOW)."""
-    days = data.X.index.normalize()
-    last = max(np.datetime64(end) for end in train_ends if end) if any(train_ends) else None
+    days = np.asarray(data.X.index.strftime("%Y-%m-%d"))  # the cards' days, in the bars' own zone
+    last = max((end for end in train_ends if end), default=None)
     first = int(np.sum(days <= last)) + gap if last is not None else 0
     available = len(data.y) - first
     if available < MIN_WINDOW:
