@@ -63,6 +63,9 @@ BAD = [
     ({"tuning": {"metric": "rmse"}}, "tuning.metric 'rmse' needs target.kind 'return'"),
     ({"unknownField": 1}, "spec.unknownField"),
     ({"scheduling": {"priorityClassName": "Not A Name"}}, "spec.scheduling.priorityClassName"),
+    ({"evaluation": {"pboPartitions": 15}}, "evaluation.pboPartitions must be even"),  # CSCV splits S in halves
+    ({"evaluation": {"pboPartitions": 26}}, "spec.evaluation.pboPartitions"),  # C(26, 13) splits: too many
+    ({"evaluation": {"costBps": -1}}, "spec.evaluation.costBps"),
 ]
 
 
