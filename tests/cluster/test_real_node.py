@@ -52,7 +52,8 @@ def test_real_containers_report_their_exit_codes_and_output(control_plane, real_
     ns = kube_namespace
     restricted(control_plane, ns)
     trainer = real_node.images.trainer
-    core.create_namespaced_pod(ns, pod("ok", trainer, ["python", "-c", "import xgboost; print('xgb', xgboost.__version__)"]))
+    show = "import xgboost; print('xgb', xgboost.__version__)"
+    core.create_namespaced_pod(ns, pod("ok", trainer, ["python", "-c", show]))
     core.create_namespaced_pod(ns, pod("fails", trainer, ["python", "-c", "import sys; sys.exit(3)"]))
 
     def finished(name: str):
