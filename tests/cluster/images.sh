@@ -9,7 +9,7 @@
 # mmdebstrap (trixie: Python 3.13, which `requires-python >= 3.12` accepts) with a venv at
 # /opt/python on PATH (Debian's Python is "externally managed"), and the pause image from the
 # pause binary build.sh compiles. Each image is cached as a docker-archive named by a hash of its
-# inputs (Dockerfile, pyproject, README, the three packages' sources, build args, base), in
+# inputs (Dockerfile, pyproject, the three packages' sources, build args, base), in
 # ${NOVA_CACHE:-~/.cache/nova}/images, with `<name>.ref` holding the tag inside it; buildah's own
 # storage (layers) lives there too, so an unchanged image costs nothing and a changed one reuses
 # the layers before its first changed step. The CUDA trainer image users pull builds from the same
@@ -106,7 +106,9 @@ build_pause() {
 
 # The host's CA bundle for RUN steps that reach the package index (a proxy may sign with its own CA).
 CA=(-v /etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro)
-SOURCES=(pyproject.toml README.md nova operator trainer_image)
+# README.md is copied too (pyproject's readme), but only into the wheel's metadata: not hashed, so
+# that editing the README does not rebuild the images.
+SOURCES=(pyproject.toml nova operator trainer_image)
 
 build_operator() {
   local h; h="$(inputs_hash operator/Dockerfile operator/Dockerfile.dockerignore "${SOURCES[@]}" "$BASE_REF")"
