@@ -21,6 +21,8 @@ from pathlib import Path
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/run/netns")
 IPTABLES = ("iptables", "ip6tables")
+WATCHED = (Path("/var/lib/cni"), Path("/var/log/containers"), Path("/var/log/pods"), Path("/run/containerd"),
+           Path("/var/lib/kubelet"), Path("/etc/cni"), Path("/run/runc"))
 TABLES = ("filter", "nat", "mangle")
 
 
@@ -71,6 +73,9 @@ class HostChanges:
     sysctls: dict[str, str] = field(default_factory=dict)
     iptables: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     netns: set[str] = field(default_factory=set)
+    # folders the parts write into whatever their configuration says (CNI's cache in /var/lib/cni,
+    # kubelet's symlinks in /var/log/containers): what appears in them is removed at undo
+    watched: dict[Path, set[str] | None] = field(default_factory=dict)
     undone: bool = False
 
     def snapshot(self, sysctls: list[str]) -> None:
@@ -81,6 +86,8 @@ class HostChanges:
             for table in TABLES:
                 self.iptables[(binary, table)] = iptables_rules(binary, table)
         self.netns = set(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else set()
+        for d in WATCHED:
+            self.watched[d] = {str(p.relative_to(d)) for p in d.rglob("*")} if d.exists() else None
 
     def set_sysctl(self, name: str, value: str) -> None:
         if name not in self.sysctls:
@@ -92,6 +99,9 @@ class HostChanges:
         self.cgroup = name
         for h in cgroup_hierarchies():
             (h / name).mkdir(exist_ok=True)
+            for knob in ("cpuset.cpus", "cpuset.mems"):  # v1 cpuset: a new cgroup starts with none
+                if (h / knob).exists() and not (h / name / knob).read_text().strip():
+                    (h / name / knob).write_text((h / knob).read_text())
         return f"/{name}"
 
     def undo(self) -> list[str]:
@@ -100,7 +110,7 @@ class HostChanges:
         self.undone = True
         problems: list[str] = []
         for step in (self._unmount, self._remove_netns, self._remove_links, self._restore_iptables,
-                     self._remove_cgroups, self._restore_sysctls):
+                     self._remove_cgroups, self._restore_sysctls, self._remove_new_files):
             try:
                 problems += step()
             except Exception as exc:  # noqa: BLE001 - every step runs; the failure is reported
@@ -187,6 +197,24 @@ class HostChanges:
                     procs = d / "cgroup.procs"
                     problems.append(f"cgroup {d} not removable (processes: "
                                     f"{procs.read_text().split() if procs.exists() else '?'})")
+        return problems
+
+    def _remove_new_files(self) -> list[str]:
+        problems = []
+        for d, before in self.watched.items():
+            if not d.exists():
+                continue
+            if before is None:
+                shutil.rmtree(d, ignore_errors=True)
+            else:
+                new = [p for p in d.rglob("*") if str(p.relative_to(d)) not in before]
+                for p in sorted(new, key=lambda p: len(p.parts), reverse=True):
+                    try:
+                        p.rmdir() if p.is_dir() and not p.is_symlink() else p.unlink()
+                    except OSError as exc:
+                        problems.append(f"{p}: {exc}")
+            if d.exists() and before is None:
+                problems.append(f"{d} could not be removed")
         return problems
 
     def _restore_sysctls(self) -> list[str]:

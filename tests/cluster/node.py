@@ -155,11 +155,11 @@ state = "{state}"
 """
 
 
-def _cni_config() -> dict:
+def _cni_config(work: Path) -> dict:
     return {"cniVersion": "1.0.0", "name": "nova", "plugins": [
         {"type": "bridge", "bridge": BRIDGE, "isGateway": True, "ipMasq": False, "hairpinMode": True,
          "ipam": {"type": "host-local", "ranges": [[{"subnet": POD_SUBNET, "gateway": HOST_IP}]],
-                  "routes": [{"dst": "0.0.0.0/0"}]}},
+                  "routes": [{"dst": "0.0.0.0/0"}], "dataDir": str(work / "cni-ipam")}},
     ]}
 
 
@@ -172,7 +172,7 @@ class Containerd:
         self.state = work / "containerd-state"
         self.cni_conf = work / "cni"
         self.cni_conf.mkdir(parents=True, exist_ok=True)
-        (self.cni_conf / "10-nova.conflist").write_text(json.dumps(_cni_config(), indent=1))
+        (self.cni_conf / "10-nova.conflist").write_text(json.dumps(_cni_config(work), indent=1))
         self.config = work / "containerd.toml"
         self.config.write_text(_containerd_config(self.root, self.state, self.cni_conf, pause))
         self.log = work / "logs" / "containerd.log"
