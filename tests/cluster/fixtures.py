@@ -105,21 +105,21 @@ def local_runner(control_plane, tmp_path_factory):
             raise AssertionError(f"the local runner left processes behind: {left}")
 
 
-def _node_tools() -> None:
+def _node_tools(kubelet: bool = True) -> None:
     """Build the node's binaries when Go is there (build.sh is a no-op when they exist), else skip."""
-    missing = node.missing_tools()
+    missing = node.missing_tools(kubelet)
     if missing and any("build.sh" in m for m in missing):
         if controlplane.go_toolchain() is None:
             pytest.skip("the real node's binaries are built from Go modules and no Go toolchain was found")
         controlplane.ensure_built(log=lambda m: print(m, flush=True), force=True)
-        missing = node.missing_tools()
+        missing = node.missing_tools(kubelet)
     if missing:
         pytest.skip("no real node on this host; missing: " + "; ".join(missing))
 
 
 @pytest.fixture(scope="session")
 def nova_images():
-    _node_tools()
+    _node_tools(kubelet=False)
     return node.build_images(log=lambda m: _startup.append(m))
 
 
@@ -136,6 +136,7 @@ def node_runtime(nova_images):
 
 @pytest.fixture(scope="session")
 def real_node(control_plane, node_runtime):
+    _node_tools()
     n = node.start_node(control_plane, node_runtime, log=lambda m: _startup.append(m))
     try:
         yield n

@@ -22,7 +22,7 @@ CGROUP_ROOT = Path("/sys/fs/cgroup")
 NETNS_DIR = Path("/run/netns")
 IPTABLES = ("iptables", "ip6tables")
 WATCHED = (Path("/var/lib/cni"), Path("/var/log/containers"), Path("/var/log/pods"), Path("/run/containerd"),
-           Path("/var/lib/kubelet"), Path("/etc/cni"), Path("/run/runc"))
+           Path("/var/lib/kubelet"), Path("/etc/cni"), Path("/run/runc"), Path("/opt/containerd"))
 TABLES = ("filter", "nat", "mangle")
 
 

@@ -49,7 +49,8 @@ from tests.cluster.host import HostChanges
 
 HERE = Path(__file__).resolve().parent
 IMAGES_SCRIPT = HERE / "images.sh"
-NODE_BINARIES = ("kubelet", "containerd", "containerd-shim-runc-v2", "ctr", "runc", "pause")
+RUNTIME_BINARIES = ("containerd", "containerd-shim-runc-v2", "ctr", "runc", "pause")
+NODE_BINARIES = ("kubelet", *RUNTIME_BINARIES)
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 CNI_PLUGINS = ("bridge", "host-local", "loopback")
 BRIDGE = "nova0"
@@ -68,11 +69,12 @@ class NodeError(RuntimeError):
     pass
 
 
-def missing_tools() -> list[str]:
-    """What the host lacks for a real node, each with the command that installs it ([] if nothing)."""
+def missing_tools(kubelet: bool = True) -> list[str]:
+    """What the host lacks for a real node (or, without `kubelet`, for containerd and the images),
+    each with the command that installs it ([] if nothing)."""
     missing = []
     bins = controlplane.bin_dir()
-    absent = [b for b in NODE_BINARIES if not os.access(bins / b, os.X_OK)]
+    absent = [b for b in (NODE_BINARIES if kubelet else RUNTIME_BINARIES) if not os.access(bins / b, os.X_OK)]
     if absent:
         missing.append(f"{', '.join(absent)} in {bins} (run tests/cluster/build.sh)")
     if not any(all(Path(d, p).is_file() for p in CNI_PLUGINS) for d in CNI_BIN_DIRS):
@@ -134,6 +136,8 @@ state = "{state}"
   address = "{state}/containerd.sock"
 [plugins."io.containerd.nri.v1.nri"]
   disable = true
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{root}/opt"
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
@@ -381,9 +385,9 @@ class Runtime:
 
 def start_runtime(images: Images, log=print) -> Runtime:
     """containerd up with the images imported; the host snapshot taken first. On failure, undone."""
-    missing = missing_tools()
+    missing = missing_tools(kubelet=False)
     if missing:
-        raise NodeError("cannot start a real node; missing: " + "; ".join(missing))
+        raise NodeError("cannot start containerd; missing: " + "; ".join(missing))
     started = time.monotonic()
     work = Path(tempfile.mkdtemp(prefix="nova-node-", dir="/var/tmp"))
     (work / "logs").mkdir()
@@ -456,6 +460,9 @@ class Node:
 
 def start_node(cp: controlplane.ControlPlane, runtime: Runtime, log=print, timeout: float = 180) -> Node:
     """kubelet on `runtime`, registered with a node client certificate and Ready."""
+    missing = missing_tools()
+    if missing:
+        raise NodeError("cannot start a real node; missing: " + "; ".join(missing))
     started = time.monotonic()
     name = "nova-node"
     work = runtime.work
