@@ -27,8 +27,11 @@ on the loaded machine: the 504 "Too large resource version" restarts printed the
 at start and end is recorded: on a shared 2-core machine the control plane, PostgreSQL and the
 operator compete for the same cores.
 
-Targets (issue 6): apply -> Job p95 < 2 s, operator peak RSS < 250 MB. Writes
-bench/results/operator_scale.json (keys apply_to_job_p95_s, operator_peak_rss_mb, ...).
+The operator leads through a Lease as the chart runs it (--leader-elect; --no-leader-elect to compare).
+Targets (issue 20): Nova's apply -> Job p95 at most 1.3 x the floor's, measured side by side in this one
+command (the absolute p95 on two shared cores is set by the machine), and operator peak RSS < 250 MB.
+Writes bench/results/operator_scale.json (keys apply_to_job_p95_over_floor, apply_to_job_p95_s,
+operator_peak_rss_mb, floor, ...).
 """
 
 from __future__ import annotations
@@ -234,6 +237,8 @@ def main() -> int:
                         "apply here (pprof; starts the control plane with NOVA_APISERVER_PROFILING=1)")
     parser.add_argument("--no-floor", action="store_true",
                         help="skip the floor: the same runs on a fresh control plane with the bare controller")
+    parser.add_argument("--no-leader-elect", dest="leader_elect", action="store_false",
+                        help="run the operator without leader election (the chart runs it with)")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -247,11 +252,15 @@ def main() -> int:
             "cpu_s_until_all_live",
             "load_average_at_start")}
         result["floor"]["controller"] = "bench/_floor_controller.py: watch + Nova's builders + 2 POSTs, nothing else"
+        ratio = result["apply_to_job_p95_s"] / floor["apply_to_job_p95_s"]
+        result["apply_to_job_p95_over_floor"] = round(ratio, 3)
+        result["meets_targets"] = ratio <= RATIO_TARGET and result["operator_peak_rss_mb"] < RSS_TARGET_MB
         print()
         print(table(["apply -> worker Job created", "p50 (s)", "p95 (s)", "all runs live (s)"], [
             ["nova-operator", result["apply_to_job_p50_s"], result["apply_to_job_p95_s"], result["all_runs_live_s"]],
             ["floor: bare controller, same builders, 2 POSTs", floor["apply_to_job_p50_s"],
-             floor["apply_to_job_p95_s"], floor["all_runs_live_s"]]]))
+             floor["apply_to_job_p95_s"], floor["all_runs_live_s"]],
+            ["nova / floor", "", f"{result['apply_to_job_p95_over_floor']} (target <= {RATIO_TARGET})", ""]]))
         print()
         print(table(["CPU until every run is live (s)", "with nova-operator", "with the floor"],
                     [[k, result["cpu_s_until_all_live"].get(k, ""), floor["cpu_s_until_all_live"].get(k, "")]
@@ -261,12 +270,16 @@ def main() -> int:
     return 0 if result["meets_targets"] and result["duplicate_jobs"] == 0 else 1
 
 
+RATIO_TARGET = 1.3
+RSS_TARGET_MB = 250
+
+
 def report(args: argparse.Namespace, r: dict) -> None:
     """The tables for one measurement of the operator."""
     w = r["watch_seen"]
     rows = [
         ["apply -> worker Job created (operator log)", r["apply_to_job_p50_s"], r["apply_to_job_p95_s"],
-         "< 2 s (p95)"],
+         "<= 1.3 x the floor's (p95)"],
         ["  of which: the create request itself (until the API server answers)",
          r["create_request_p50_s"], r["create_request_p95_s"], ""],
         ["  of which: run stored -> worker Job created", r["created_to_job_p50_s"],
@@ -322,13 +335,15 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
         script = Path(sys.executable).parent / "nova-operator"
         cmd = [str(script)] if script.exists() else [sys.executable, "-m", "nova_operator.main"]
         cmd += ["--status-interval", str(args.status_interval)]
+        if args.leader_elect:
+            cmd += ["--leader-elect"]
         if not nova:
             cmd = [sys.executable, str(Path(__file__).resolve().parent / "_floor_controller.py")]
         print(f"{controller}: starting {'nova-operator' if nova else 'bench/_floor_controller.py'} ...", flush=True)
         with open(op_log, "w") as out:
             op = subprocess.Popen([*cmd, "-n", NAMESPACE],
                                   env={**os.environ, "KUBECONFIG": str(cp.kubeconfig),
-                                       "NOVA_TRAINER_IMAGE": "nova-trainer:bench"},
+                                       "NOVA_TRAINER_IMAGE": "nova-trainer:bench", "POD_NAMESPACE": NAMESPACE},
                                   stdout=out, stderr=subprocess.STDOUT, cwd=ROOT)
         rss = RssSampler(op.pid)
         rss.start()
@@ -496,12 +511,13 @@ def measure(args: argparse.Namespace, controller: str) -> dict:
             "api_writes_until_all_live": dict(sorted(writes.items(), key=lambda kv: -kv[1])),
             "cpu_s_until_all_live": cpu_burst,
             "hold_s": args.hold,
-            "targets": {"apply_to_job_p95_s": 2.0, "operator_peak_rss_mb": 250},
+            "targets": {"apply_to_job_p95_over_floor": RATIO_TARGET, "operator_peak_rss_mb": RSS_TARGET_MB},
+            "leader_elect": bool(nova and args.leader_elect),
             "control_plane": {"kubernetes": controlplane.versions()["K8S_VERSION"], "nodes": "kwok (2 CPU, 2 GPU)"},
             "load_average_at_start": load_at_start,
             "load_average_at_end": list(os.getloadavg()),
         }
-        result["meets_targets"] = (result["apply_to_job_p95_s"] < 2.0 and result["operator_peak_rss_mb"] < 250)
+        result["meets_targets"] = result["operator_peak_rss_mb"] < RSS_TARGET_MB  # the ratio is judged in main()
         result["controller"] = controller
         return result
     finally:

@@ -65,7 +65,7 @@ def shard_formats(data, folder: Path) -> dict:
         t = time.perf_counter()
         write(path)
         written = time.perf_counter() - t
-        best = min(_timed(lambda: read(path)) for _ in range(3))
+        best = min(_timed(lambda read=read, path=path: read(path)) for _ in range(3))
         out[name] = {"bytes": path.stat().st_size, "write_s": written, "read_s": best}
     return out
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import PydanticUndefined, to_jsonable_python
 
@@ -191,7 +192,7 @@ class _Converter:
         return out
 
 
-def structural(model: type, where: str) -> dict[str, Any]:
+def structural(model: type[BaseModel], where: str) -> dict[str, Any]:
     """A pydantic model's JSON Schema as a structural OpenAPI v3 schema."""
     schema = model.model_json_schema(by_alias=True, schema_generator=_WithFactoryDefaults)
     defs = schema.pop("$defs", {})
@@ -220,7 +221,8 @@ def spec_schema() -> dict[str, Any]:
         node = _at(spec, (field,))
         node["description"] = f"{node.get('description', '').rstrip('.')}. Cannot change once the run exists."
         spec.setdefault("x-kubernetes-validations", []).append({
-            "rule": f"has(self.{field}) == has(oldSelf.{field}) && (!has(self.{field}) || self.{field} == oldSelf.{field})",
+            "rule": (f"has(self.{field}) == has(oldSelf.{field}) && "
+                     f"(!has(self.{field}) || self.{field} == oldSelf.{field})"),
             "message": message})
     return spec
 
@@ -228,6 +230,11 @@ def spec_schema() -> dict[str, Any]:
 def status_schema() -> dict[str, Any]:
     status = structural(RunStatus, "status")
     status["description"] = "Written by the operator: phase, conditions, study progress, best, model."
+    return _conditions_keyed_by_type(status)
+
+
+def _conditions_keyed_by_type(status: dict[str, Any]) -> dict[str, Any]:
+    """Conditions as a map list keyed by type, as kubectl and server-side apply expect."""
     conditions = status["properties"]["conditions"]
     conditions["x-kubernetes-list-type"] = "map"
     conditions["x-kubernetes-list-map-keys"] = ["type"]
@@ -310,10 +317,7 @@ def schedule_spec_schema() -> dict[str, Any]:
 def schedule_status_schema() -> dict[str, Any]:
     status = structural(ScheduleStatus, "status")
     status["description"] = "Written by the operator: the last tick, active runs, skipped ticks."
-    conditions = status["properties"]["conditions"]
-    conditions["x-kubernetes-list-type"] = "map"
-    conditions["x-kubernetes-list-map-keys"] = ["type"]
-    return status
+    return _conditions_keyed_by_type(status)
 
 
 def schedule_crd() -> dict[str, Any]:

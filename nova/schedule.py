@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nova.spec import DNS_LABEL_PATTERN, DataSpec, SpecModel, TrainingRunSpec
+from nova.spec import DNS_LABEL_PATTERN, DataSpec, SpecModel, TrainingRunSpec, check_data_source
 from nova.status import Condition, StatusModel
 
 SCHEDULE_KIND = "TrainingSchedule"
@@ -45,7 +45,7 @@ class RollingDataSpec(DataSpec):
     ]})
 
     end: str | None = Field(None, pattern=END_PATTERN, description="Last day (inclusive): a date, or 'latest' "
-                            "for the day each run is created (in the schedule's time zone)")  # type: ignore[assignment]
+                            "for the day each run is created (in the schedule's time zone)")  # type: ignore[assignment]  # a run template's end may be 'latest'
     lookback: str | None = Field(None, pattern=LOOKBACK_PATTERN, description="The window's length back from "
                                  "its end: <n>d, <n>w, <n>m or <n>y (e.g. 5y); resolved to data.start per run")
 
@@ -53,12 +53,7 @@ class RollingDataSpec(DataSpec):
     def _check(self) -> RollingDataSpec:
         if self.lookback and self.start:
             raise ValueError("runTemplate.data: give lookback or start, not both")
-        if self.source == "file" and not self.uri:
-            raise ValueError("data.uri is required when data.source is 'file' (a folder, file or glob)")
-        if self.source == "postgres" and not (self.table or self.query):
-            raise ValueError("data.table or data.query is required when data.source is 'postgres'")
-        if len(set(self.symbols)) != len(self.symbols):
-            raise ValueError("data.symbols has duplicates")
+        check_data_source(self)
         return self
 
 

@@ -88,13 +88,18 @@ class DataSpec(SpecModel):
     def _check(self) -> DataSpec:
         if self.start and self.end and self.start >= self.end:
             raise ValueError("data.start must be before data.end")
-        if self.source == "file" and not self.uri:
-            raise ValueError("data.uri is required when data.source is 'file' (a folder, file or glob)")
-        if self.source == "postgres" and not (self.table or self.query):
-            raise ValueError("data.table or data.query is required when data.source is 'postgres'")
-        if len(set(self.symbols)) != len(self.symbols):
-            raise ValueError("data.symbols has duplicates")
+        check_data_source(self)
         return self
+
+
+def check_data_source(data: DataSpec) -> None:
+    """The fields each source needs, for a run's data and a schedule's rolling data alike."""
+    if data.source == "file" and not data.uri:
+        raise ValueError("data.uri is required when data.source is 'file' (a folder, file or glob)")
+    if data.source == "postgres" and not (data.table or data.query):
+        raise ValueError("data.table or data.query is required when data.source is 'postgres'")
+    if len(set(data.symbols)) != len(data.symbols):
+        raise ValueError("data.symbols has duplicates")
 
 
 class SecretRef(SpecModel):
@@ -486,7 +491,7 @@ class TrainingRun(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     api_version: str = Field(f"{API_GROUP}/{API_VERSION}", alias="apiVersion")
-    kind: Literal["TrainingRun"] = KIND
+    kind: Literal["TrainingRun"] = "TrainingRun"
     metadata: Metadata
     spec: TrainingRunSpec
 

@@ -69,7 +69,7 @@ def is_permanent(exc: BaseException) -> bool:
 def describe(exc: BaseException) -> str:
     """The first line of the driver's message, with any password masked."""
     if (code := _grpc_code(exc)) is not None:
-        return mask(f"gRPC {code}: {exc.details()}")  # type: ignore[attr-defined]
+        return mask(f"gRPC {code}: {exc.details()}")  # type: ignore[attr-defined]  # grpc.RpcError's details() is on its Call mixin
     inner = getattr(exc, "orig", None) or exc
     text = str(inner).strip()
     return mask(text.splitlines()[0]) if text else type(inner).__name__

@@ -99,7 +99,7 @@ def plan(trials: Sequence[TrialLike], maximize: bool, space: dict[str, ParamSpac
     against it, and one the workers could never start would keep the study from finishing), fitted
     to the new space. Two trials that become identical after fitting are enqueued once."""
     done = [t for t in trials if t.state.name == "COMPLETE" and t.value is not None and math.isfinite(t.value)]
-    done.sort(key=lambda t: (-t.value if maximize else t.value, t.number))  # type: ignore[operator]
+    done.sort(key=lambda t: (-t.value if maximize else t.value, t.number))  # type: ignore[operator]  # value is not None: filtered above
     seeds: list[dict[str, Any]] = []
     notes: list[str] = []
     numbers: list[int] = []

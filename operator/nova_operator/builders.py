@@ -129,8 +129,8 @@ def storage_secret(run: ResolvedRun, cfg: OperatorConfig) -> SecretRef | None:
     return run.spec.tuning.storage.secret_ref or cfg.default_storage_secret
 
 
-DEFAULT_STORAGE_SECRET_SOURCE = ("the operator's default storage Secret (NOVA_DEFAULT_STORAGE_SECRET, set by "
-                                 "the chart's storage values), used because the run sets no spec.tuning.storage.secretRef")
+DEFAULT_STORAGE_SECRET_SOURCE = ("the operator's default storage Secret (NOVA_DEFAULT_STORAGE_SECRET, set by the "
+                                 "chart's storage values), used because the run sets no spec.tuning.storage.secretRef")
 
 
 def required_secrets(run: ResolvedRun, cfg: OperatorConfig) -> list[tuple[str, SecretRef]]:

@@ -216,7 +216,8 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
         status.phase, reason = "Queued", obs.refit_queue.reason
         message = _queued_message(refit_job, obs.refit_queue)
     elif obs.refit.exists:
-        status.phase, reason, message = "Refitting", "Refitting", f"training the best parameters on all data ({refit_job})"
+        status.phase, reason = "Refitting", "Refitting"
+        message = f"training the best parameters on all data ({refit_job})"
     elif spec.suspend:
         status.phase, reason = "Suspended", "Suspended"
         message = "suspended: no worker pods run; finished trials are kept and tuning resumes where it was"
@@ -232,7 +233,8 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
         message = f"every study holds its budget of {budget} trials; starting the refit"
     elif obs.workers.failed_condition:
         status.phase, reason = "Failed", "WorkersFailed"
-        message = (f"worker pods kept failing past the retry limit ({obs.workers.failed_reason or 'BackoffLimitExceeded'}"
+        why = obs.workers.failed_reason or "BackoffLimitExceeded"
+        message = (f"worker pods kept failing past the retry limit ({why}"
                    f"{': ' + obs.workers.failed_message if obs.workers.failed_message else ''}): see "
                    f"`kubectl logs job/{workers_job} -c trainer`; finished trials are kept")
     elif obs.workers.exists and obs.workers_queue.waiting:
@@ -255,14 +257,15 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
     status.message = message
     ready = ("True", "Succeeded", message) if status.phase == "Succeeded" else ("False", reason, message)
     working = status.phase in ("Pending", "Queued", "Preparing", "Running", "Refitting")
+    failed = status.phase == "Failed"
     queue = obs.refit_queue if obs.refit.exists else obs.workers_queue
     admitted = [("Admitted", "True" if queue.admitted else "False", queue.reason or "Pending",
                  _queued_message(refit_job if obs.refit.exists else workers_job, queue))] if queue.queue else []
     status.conditions = [Condition.model_validate(c) for c in _conditions(previous.get("conditions") or [], [
         ("Ready", *ready),
-        ("Reconciling", "True" if working else "False", reason if working else status.phase, message if working else ""),
-        ("Stalled", "True" if status.phase == "Failed" else "False", reason if status.phase == "Failed" else "AsExpected",
-         message if status.phase == "Failed" else ""),
+        ("Reconciling", "True" if working else "False", reason if working else status.phase,
+         message if working else ""),
+        ("Stalled", "True" if failed else "False", reason if failed else "AsExpected", message if failed else ""),
         ("Suspended", "True" if status.phase == "Suspended" else "False",
          "Suspended" if status.phase == "Suspended" else "NotSuspended", ""),
         ("TuningComplete", "True" if tuning_over else "False", "BudgetReached" if all_done else
@@ -272,7 +275,8 @@ def decide(run: ResolvedRun, obs: Observed, previous: dict[str, Any] | None, out
     ], run.generation, stamp)]
 
     events = []
-    was_stuck = any(c.get("type") == "Progressing" and c.get("status") == "False" for c in previous.get("conditions") or [])
+    was_stuck = any(c.get("type") == "Progressing" and c.get("status") == "False"
+                    for c in previous.get("conditions") or [])
     if progressing[0] == "False" and not was_stuck:
         events.append(("Warning", progressing[1], progressing[2]))
     if status.phase != old_phase:

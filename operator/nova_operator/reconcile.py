@@ -209,8 +209,8 @@ def reconcile(ctx: OperatorContext, body: dict[str, Any], now: dt.datetime | Non
     fresh_studies = False
     if problem is None:
         try:
-            workers, fresh_studies = ensure_workers(ctx, run, owner, storage, workers,
-                                                    spec_changed=previous.get("observedGeneration") != md.get("generation"))
+            spec_changed = previous.get("observedGeneration") != md.get("generation")
+            workers, fresh_studies = ensure_workers(ctx, run, owner, storage, workers, spec_changed=spec_changed)
         except StudyMismatch as exc:  # the Job may exist already: its pods must not run another spec's study
             problem = Problem("StudyMismatch", str(exc))
             kube.patch_job(namespace, workers_name, builders.suspend_patch(True))

@@ -85,9 +85,9 @@ class Studies:
         a burst of 200 runs, with every handler thread queued on the storage lock
         (bench/operator_scale.py). Opens `url` too when the operator has its own
         (NOVA_OPERATOR_STORAGE_URL); a failure there is only logged, each run reports it."""
-        import sqlalchemy.dialects.postgresql  # noqa: F401
+        import sqlalchemy.dialects.postgresql  # noqa: F401 - imported for its side effect: the dialect loads
         try:
-            import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+            import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401 - same: the driver's dialect
         except ImportError:  # no psycopg: postgresql URLs fail later, with the run's own message
             pass
         optuna.storages.RDBStorage("sqlite:///:memory:")  # alembic, Optuna's models, the version check
@@ -138,11 +138,11 @@ class Studies:
             self._ids[(id(storage), name)] = (study_id, maximize)
             attrs: dict[str, Any] = {}
             if new:
-                _with_reconnect(lambda sid=study_id: storage.set_study_user_attr(sid, FINGERPRINT_ATTR, measures),
+                _with_reconnect(functools.partial(storage.set_study_user_attr, study_id, FINGERPRINT_ATTR, measures),
                                 "create the studies")
                 made.append(name)
             else:  # an existing study must have been made for this spec
-                attrs = _with_reconnect(lambda sid=study_id: storage.get_study_user_attrs(sid), "read the studies")
+                attrs = _with_reconnect(functools.partial(storage.get_study_user_attrs, study_id), "read the studies")
                 check(run, name, attrs.get(FINGERPRINT_ATTR))
             # a worker may have made the study first: seeding is keyed on the study's record of it,
             # and enqueueing skips parameters already queued, so a pass repeated after a crash adds none

@@ -33,7 +33,8 @@ def helm_binary() -> Path:
     # build.sh is a no-op for the binaries already built, so this builds helm (and whatever is missing)
     proc = subprocess.run(["bash", str(controlplane.BUILD_SCRIPT)], env=env, capture_output=True, text=True)
     if proc.returncode != 0 or not helm.exists():
-        raise AssertionError(f"tests/cluster/build.sh did not produce {helm}:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
+        raise AssertionError(f"tests/cluster/build.sh did not produce {helm}:\n"
+                             f"{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return helm
 
 

@@ -179,7 +179,8 @@ def test_namespace_scope_renders_roles_in_the_watched_namespaces_only(helm):
         assert ("", "secrets") in _rules(role)
         binding = out.get("RoleBinding", "r-nova-operator", ns)
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "r-nova", "namespace": "nova"}]
-        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "r-nova-operator"}
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                      "name": "r-nova-operator"}
     assert len(out.all("Role")) == 3  # the two watched namespaces, and the Lease's in the release namespace
     assert _rules(out.get("ClusterRole", "r-nova-discovery")) == {
         ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}, ("", "namespaces"): {"list", "watch"}}

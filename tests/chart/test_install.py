@@ -31,8 +31,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.chart.helm import CHART, helm_binary, run_helm
-from tests.cluster.fixtures import LOCAL_RUNNER_TOLERATION
 from tests.cluster import local_runner as runner_module
+from tests.cluster.fixtures import LOCAL_RUNNER_TOLERATION
 from tests.cluster.local_runner import LocalRunner
 from tests.conftest import small_run_manifest
 from tests.support.waiting import wait_for
@@ -254,7 +254,8 @@ def test_operator_from_the_chart_drives_a_run_to_succeeded(control_plane, chart_
     health_port, metrics_port = free_port(), free_port()
     values = {
         "fullnameOverride": "nova",
-        "rbac": {"scope": "namespace", "clusterDiscovery": False},  # only this namespace: other tests' runs are not ours
+        # only this namespace: other tests' runs are not ours
+        "rbac": {"scope": "namespace", "clusterDiscovery": False},
         "storage": {"mode": "external", "existingSecret": {"name": "optuna", "key": "url"}},
         "operator": {
             "command": ["python", str(_shim_outside_tmp()), SA_DIR],

@@ -159,7 +159,7 @@ def _write_pki(d: Path) -> dict[str, Path]:
     from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
     d.mkdir(parents=True, exist_ok=True)
-    now = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=5)
+    now = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=5)
     later = now + dt.timedelta(days=30)
 
     def key():
@@ -454,7 +454,7 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
     if not detach:  # a later start removes this folder if we die without stop() (SIGKILL)
         (work / "owner.pid").write_text(str(os.getpid()))
     pki = _write_pki(work / "pki")
-    ports = dict(zip(("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler"), free_ports(5)))
+    ports = dict(zip(("etcd", "etcd-peer", "apiserver", "controller-manager", "scheduler"), free_ports(5), strict=True))
     api_url = f"https://127.0.0.1:{ports['apiserver']}"
     kubeconfig = work / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump({
@@ -488,7 +488,8 @@ def _start(bins: Path | None, nodes: list[dict] | None, workdir: Path | None, de
             f"--secure-port={ports['apiserver']}", f"--cert-dir={work / 'apiserver-certs'}",
             f"--tls-cert-file={pki['serving']}", f"--tls-private-key-file={pki['serving_key']}",
             f"--client-ca-file={pki['ca']}",
-            f"--requestheader-client-ca-file={pki['front_proxy_ca']}", "--requestheader-allowed-names=front-proxy-client",
+            f"--requestheader-client-ca-file={pki['front_proxy_ca']}",
+            "--requestheader-allowed-names=front-proxy-client",
             "--requestheader-username-headers=X-Remote-User", "--requestheader-group-headers=X-Remote-Group",
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={pki['front_proxy']}", f"--proxy-client-key-file={pki['front_proxy_key']}",

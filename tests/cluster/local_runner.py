@@ -72,11 +72,11 @@ HEARTBEAT_SECONDS = 5
 
 
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _micro_now() -> str:
-    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 _LIBC = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here: no dlopen between fork and exec
@@ -472,7 +472,8 @@ class PodWorker:
                     elif "downwardAPI" in source:
                         self.write_downward(d, source["downwardAPI"].get("items") or [])
                     elif "serviceAccountToken" in source:
-                        (d / source["serviceAccountToken"]["path"]).write_text(self.token(source["serviceAccountToken"]))
+                        token = source["serviceAccountToken"]
+                        (d / token["path"]).write_text(self.token(token))
             # emptyDir (and anything else: hostPath, PVCs) is a fresh empty folder
         for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
             mounts = {}
@@ -524,7 +525,8 @@ class PodWorker:
                     st["ready"] = st["state"].get("terminated", {}).get("exitCode") == 0
                 init.append(st)
             terminal = self.phase in ("Succeeded", "Failed")
-            sidecars_ok = all(s["ready"] for s, c in zip(init, init_specs.values()) if c.get("restartPolicy") == "Always")
+            sidecars_ok = all(s["ready"] for s, c in zip(init, init_specs.values(), strict=True)
+                              if c.get("restartPolicy") == "Always")
             ready = not terminal and self.initialized and all(s["ready"] for s in main) and sidecars_ok
             why = "PodCompleted" if terminal else "ContainersNotReady"
 
@@ -706,7 +708,8 @@ class LocalRunner:
         while not self.stop_event.wait(HEARTBEAT_SECONDS):
             try:
                 self.renew_lease()
-                self.core.patch_node_status(self.node_name, {"status": {"conditions": self.node_status()["conditions"]}})
+                conditions = self.node_status()["conditions"]
+                self.core.patch_node_status(self.node_name, {"status": {"conditions": conditions}})
             except Exception as exc:  # noqa: BLE001 - keep beating through API hiccups
                 log.warning("heartbeat: %s", exc)
 

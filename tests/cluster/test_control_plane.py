@@ -10,8 +10,12 @@ import time
 import pytest
 
 from tests.cluster import controlplane
-from tests.cluster.fixtures import GPU_TOLERATION, KWOK_EXIT_CODE_ANNOTATION, LOCAL_RUNNER_SELECTOR, \
-    LOCAL_RUNNER_TOLERATION
+from tests.cluster.fixtures import (
+    GPU_TOLERATION,
+    KWOK_EXIT_CODE_ANNOTATION,
+    LOCAL_RUNNER_SELECTOR,
+    LOCAL_RUNNER_TOLERATION,
+)
 
 pytestmark = pytest.mark.cluster
 
@@ -317,7 +321,8 @@ def test_helm_installs_a_chart_on_the_cluster(control_plane, kube_namespace, tmp
     (chart / "templates").mkdir(parents=True)
     (chart / "Chart.yaml").write_text("apiVersion: v2\nname: tiny\nversion: 0.1.0\n")
     (chart / "templates" / "cm.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  x: {{ .Values.x | quote }}\n")
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\n"
+        "data:\n  x: {{ .Values.x | quote }}\n")
     cp.helm("install", "rel", str(chart), "-n", ns, "--set", "x=42", "--wait", "--timeout", "60s")
     assert get(cp, "-n", ns, "configmap", "rel-cm")["data"] == {"x": "42"}
     assert "rel" in cp.helm("list", "-n", ns, "-q").stdout
@@ -328,10 +333,10 @@ def test_a_stopped_control_plane_leaves_no_process_or_port(control_plane):
     pids, ports = cp.pids(), dict(cp.ports)
     assert cp.get("/readyz")[0] == 200
     cp.stop()
-    for name, pid in pids.items():
+    for pid in pids.values():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
-    for name, port in ports.items():
+    for port in ports.values():
         with socket.socket() as s:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             s.bind(("127.0.0.1", port))  # nothing listens there any more

@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import optuna
 import pytest
@@ -49,7 +48,8 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(write_run, tmp_path):
     config = write_run(name="resume", trials=10, workers=1,
                        model={"numBoostRound": 300, "earlyStoppingRounds": None})
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "nova_trainer.local.cli", "run", str(config), "--out", str(out), "--no-progress"],
+    proc = subprocess.Popen([sys.executable, "-m", "nova_trainer.local.cli", "run", str(config), "--out", str(out),
+                             "--no-progress"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     storage = f"sqlite:///{out / 'optuna.db'}"
     deadline = time.monotonic() + 120

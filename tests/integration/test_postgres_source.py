@@ -24,7 +24,8 @@ def bars_db(pg_url, monkeypatch):
             frame = generate(symbol, 400, 3)
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO bars VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                                [(symbol, ts, *row) for ts, row in zip(frame.index, frame.to_numpy().tolist())])
+                                [(symbol, ts, *row)
+                                 for ts, row in zip(frame.index, frame.to_numpy().tolist(), strict=True)])
     monkeypatch.setenv("NOVA_DATA_URL", pg_url)
     return pg_url
 

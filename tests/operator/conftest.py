@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from kubernetes.client import CoreV1Api
 
 from tests.cluster import controlplane
 from tests.cluster import kueue as kueue_harness
@@ -243,3 +244,12 @@ def e2e_runner(control_plane):
                 pass
         shutil.rmtree(root, ignore_errors=True)
         assert not left, f"the e2e runner left processes behind: {left}"
+
+
+@pytest.fixture
+def gpu_nodes(kube) -> list[str]:
+    """The harness's kwok nodes with GPU capacity (tests/cluster: kwok-gpu-0, kwok-gpu-1)."""
+    found = [n.metadata.name for n in CoreV1Api(kube).list_node().items
+             if int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0]
+    assert found, "the control plane has no GPU nodes"
+    return found

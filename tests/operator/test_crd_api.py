@@ -41,13 +41,16 @@ BAD = [
     ({"data": {"symbols": ["AAPL", "AAPL"]}}, "Duplicate value"),
     ({"tuning": {"trials": 2, "workers": 3}}, "tuning.workers must not exceed tuning.trials"),
     ({"tuning": {"searchSpace": {"eta": {"type": "float", "low": 0.3, "high": 0.1}}}}, "low < high"),
-    ({"tuning": {"searchSpace": {"eta": {"type": "float", "low": 0, "high": 0.1, "log": True}}}}, "log scale needs low > 0"),
+    ({"tuning": {"searchSpace": {"eta": {"type": "float", "low": 0, "high": 0.1, "log": True}}}},
+     "log scale needs low > 0"),
     ({"tuning": {"searchSpace": {"max_depth": {"type": "categorical", "choices": []}}}}, "non-empty choices"),
-    ({"tuning": {"searchSpace": {"nonsense_param": {"type": "int", "low": 1, "high": 3}}}}, "unknown XGBoost parameter"),
+    ({"tuning": {"searchSpace": {"nonsense_param": {"type": "int", "low": 1, "high": 3}}}},
+     "unknown XGBoost parameter"),
     ({"tuning": {"searchSpace": {"Eta": {"type": "int", "low": 1, "high": 3}}}}, "spec.tuning.searchSpace"),
     ({"tuning": {"metric": "f1"}}, "spec.tuning.metric"),
     ({"tuning": {"sampler": {"type": "grid"}}}, "spec.tuning.sampler.type"),
-    ({"tuning": {"heartbeatSeconds": 30, "graceSeconds": 20}}, "graceSeconds must be greater than tuning.heartbeatSeconds"),
+    ({"tuning": {"heartbeatSeconds": 30, "graceSeconds": 20}},
+     "graceSeconds must be greater than tuning.heartbeatSeconds"),
     ({"tuning": {"storage": {"secretRef": {"name": "Bad_Name"}}}}, "spec.tuning.storage.secretRef.name"),
     ({"model": {"numBoostRound": 0}}, "spec.model.numBoostRound"),
     ({"gpu": {"rmm": {"initialPoolSize": "lots"}}}, "spec.gpu.rmm.initialPoolSize"),
@@ -60,6 +63,9 @@ BAD = [
     ({"tuning": {"metric": "rmse"}}, "tuning.metric 'rmse' needs target.kind 'return'"),
     ({"unknownField": 1}, "spec.unknownField"),
     ({"scheduling": {"priorityClassName": "Not A Name"}}, "spec.scheduling.priorityClassName"),
+    ({"evaluation": {"pboPartitions": 15}}, "evaluation.pboPartitions must be even"),  # CSCV splits S in halves
+    ({"evaluation": {"pboPartitions": 26}}, "spec.evaluation.pboPartitions"),  # C(26, 13) splits: too many
+    ({"evaluation": {"costBps": -1}}, "spec.evaluation.costBps"),
 ]
 
 

@@ -19,7 +19,7 @@ from kubernetes.client.exceptions import ApiException
 from nova_operator.builders import QUEUE_LABEL
 from nova_operator.queueing import HOLD_ANNOTATION, JOB_UID_LABEL
 from tests.cluster.fixtures import KWOK_EXIT_CODE_ANNOTATION
-from tests.operator.test_operator import Cluster, add_trials, finish_refit_pod, gpu_nodes, run_body  # noqa: F401 - fixture
+from tests.operator.test_operator import Cluster, add_trials, finish_refit_pod, run_body
 from tests.support.waiting import wait_for as support_wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration]

@@ -14,7 +14,7 @@ import yaml
 from kubernetes import client as k8s
 
 from tests.operator.conftest import Operator
-from tests.operator.test_operator import Cluster, gpu_nodes, run_body, wait_for  # noqa: F401 - gpu_nodes is a fixture
+from tests.operator.test_operator import Cluster, run_body, wait_for
 from tests.reliability.tcp_proxy import Proxy
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.reliability]

@@ -12,7 +12,8 @@ from __future__ import annotations
 import base64
 import json
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
 import pytest
@@ -98,15 +99,6 @@ def cluster(kube, kube_namespace) -> Cluster:
 @pytest.fixture
 def storage_url(operator_pg, kube_namespace) -> str:
     return operator_pg.create_database(kube_namespace.replace("-", "_"))
-
-
-@pytest.fixture
-def gpu_nodes(kube) -> list[str]:
-    """The harness's kwok nodes with GPU capacity (tests/cluster: kwok-gpu-0, kwok-gpu-1)."""
-    found = [n.metadata.name for n in k8s.CoreV1Api(kube).list_node().items
-             if int((n.status.allocatable or {}).get("nvidia.com/gpu", "0")) > 0]
-    assert found, "the control plane has no GPU nodes"
-    return found
 
 
 def add_trials(url: str, study_name: str, values: list[float | None]) -> None:
@@ -206,7 +198,7 @@ def test_operator_killed_and_restarted_makes_no_duplicates(cluster, operator, st
     op.kill()  # somewhere between "nothing made" and "everything made"
     op2 = operator()
     for i in range(3):
-        wait_for(lambda: cluster.phase(f"r{i}") == "Preparing", f"r{i} Preparing", op=op2)
+        wait_for(lambda i=i: cluster.phase(f"r{i}") == "Preparing", f"r{i} Preparing", op=op2)
     uids = {}
     for i in range(3):
         jobs, cms = cluster.children(f"r{i}")
@@ -262,15 +254,15 @@ def test_deletion_removes_children_and_keeps_studies_unless_asked(cluster, opera
     cluster.create_run(run_body("drop", gpu={"count": 0}, tuning={"storage": {
         "secretRef": {"name": "optuna", "key": "url"}, "keepStudies": False}}))
     for name in ("keep", "drop"):
-        wait_for(lambda: cluster.phase(name) == "Preparing", f"{name} Preparing", op=op)
+        wait_for(lambda name=name: cluster.phase(name) == "Preparing", f"{name} Preparing", op=op)
     # only the run whose studies go with it is held by a finalizer (Nova's); the other goes at once
     assert not cluster.run("keep")["metadata"].get("finalizers")
     assert cluster.run("drop")["metadata"]["finalizers"] == ["nova.dev/studies"]
     for name in ("keep", "drop"):
         cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.ns, PLURAL, name)
     for name in ("keep", "drop"):
-        wait_for(lambda: cluster.children(name) == ([], []), f"{name}'s Job and ConfigMap collected", op=op)
-        wait_for(lambda: not cluster.pods(f"{name}-workers"), f"{name}'s pods collected", op=op)
+        wait_for(lambda name=name: cluster.children(name) == ([], []), f"{name}'s Job and ConfigMap collected", op=op)
+        wait_for(lambda name=name: not cluster.pods(f"{name}-workers"), f"{name}'s pods collected", op=op)
     names = {s.study_name for s in optuna.get_all_study_summaries(storage_url)}
     assert names == {f"{cluster.ns}.keep.AAA", f"{cluster.ns}.keep.BBB"}
 

@@ -79,7 +79,7 @@ def test_pods_of_every_job_are_admitted(control_plane, restricted_ns):
 
     core = k8s.CoreV1Api(control_plane.api_client())
     refused = []
-    for run, *jobs in _children(restricted_ns):
+    for _run, *jobs in _children(restricted_ns):
         for job in jobs:
             try:
                 core.create_namespaced_pod(restricted_ns, _pod_from(job, restricted_ns), dry_run="All")
@@ -96,7 +96,7 @@ def test_the_job_controller_creates_the_pods_in_a_restricted_namespace(control_p
     api = control_plane.api_client()
     batch, core = k8s.BatchV1Api(api), k8s.CoreV1Api(api)
     expected = {}
-    for run, workers, refit in _children(restricted_ns):
+    for _run, workers, refit in _children(restricted_ns):
         for job in (workers, refit):
             job["metadata"].pop("ownerReferences")
             job["spec"]["suspend"] = False

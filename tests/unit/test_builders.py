@@ -142,7 +142,8 @@ def test_the_restricted_checker_catches_violations():
 def test_gpu_limits_and_tolerations():
     r = run(gpu={"count": 2, "resourceName": "nvidia.com/gpu"},
             scheduling={"nodeSelector": {"nova.dev/gpu": "h200"},
-                        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml", "effect": "NoSchedule"}],
+                        "tolerations": [{"key": "dedicated", "operator": "Equal", "value": "ml",
+                                         "effect": "NoSchedule"}],
                         "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
                             "nodeSelectorTerms": [{"matchExpressions": [
                                 {"key": "zone", "operator": "In", "values": ["a"]}]}]}}},

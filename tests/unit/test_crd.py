@@ -7,7 +7,8 @@ tests/operator/ check that a real API server accepts the CRD and enforces its ru
 from __future__ import annotations
 
 import copy
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import yaml

@@ -11,8 +11,15 @@ import pytest
 import talib
 
 from bench import _naive_features as naive
-from nova_trainer.features import (FAMILIES, FEATURE_SETS, REGISTRY, build_features, compute_features,
-                                   families, feature_names)
+from nova_trainer.features import (
+    FAMILIES,
+    FEATURE_SETS,
+    REGISTRY,
+    build_features,
+    compute_features,
+    families,
+    feature_names,
+)
 
 # Nova casts float64 indicators to float32 (relative error <= 6e-8), so 1e-5 is loose for the cast
 # yet tight enough to catch a wrong window, input or formula. ATOL covers values that are ~0.
@@ -162,7 +169,7 @@ def test_naive_pandas_agrees_with_talib_after_warmup(aapl: pd.DataFrame) -> None
     compute_features(aapl, feature_names("talib"), calls=calls)
     used = {func for func, _, _ in calls}
     assert used <= set(naive.FUNCTIONS), f"naive lacks {used - set(naive.FUNCTIONS)}"
-    arrays = dict(zip(("open", "high", "low", "close", "volume"), _cols(aapl)))
+    arrays = dict(zip(("open", "high", "low", "close", "volume"), _cols(aapl), strict=True))
     checked = 0
     for func, inputs, params in calls:
         if func in NAIVE_EXCLUDED:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-
-import pytest
 
 from nova.errors import DataError
 from nova.manifest import parse_run
@@ -69,7 +66,7 @@ def test_backpressure_keeps_at_most_max_ahead_unconsumed(tmp_path):
     producer = threading.Thread(target=produce, args=(run, tmp_path), daemon=True)
     producer.start()
     seen_pending = []
-    for symbol, data in consume_shards(run, tmp_path):
+    for _symbol, _data in consume_shards(run, tmp_path):
         time.sleep(0.4)  # a slow trainer: the producer has time to run ahead, but only so far
         ready = {p.stem for p in tmp_path.glob("*.ready")}
         taken = {p.stem for p in tmp_path.glob("*.taken")}

@@ -125,3 +125,36 @@ def test_deflated_selection_refits_the_trial_with_the_highest_dsr(tmp_path):
     card = refit_symbol(run, "AAA", storage, tmp_path, data=data)
     assert card["selection"] == "deflated" and card["selected_trial"] == ev.trials[top].number
     assert card["evaluation"]["dsr"] == pytest.approx(max(d.dsr for d in ev.dsr))
+
+
+def test_refit_writes_the_reports_figures_as_png_beside_the_card(tuned, tmp_path):
+    """A cluster run has no browser for plotly's image export: the refit draws the same figures with
+    matplotlib, each a real PNG of a sensible size, with axes named by the real metric."""
+    from matplotlib.image import imread
+
+    from nova_trainer import png_figures
+
+    run, storage, data = tuned
+    card = refit_symbol(run, "AAA", storage, tmp_path, data=data)
+    pngs = sorted(p.name for p in tmp_path.glob("AAA.*.png"))
+    assert pngs == sorted(f"AAA.{name}.png" for name in png_figures.FIGURES), pngs
+    for name in pngs:
+        pixels = imread(tmp_path / name)
+        height, width = pixels.shape[:2]
+        assert width == 1000 and 250 <= height <= 700, (name, pixels.shape)
+        assert pixels[..., :3].std() > 0.05, f"{name} is blank"
+    trials = optuna.load_study(study_name=run.study_name("AAA"), storage=storage).get_trials()
+    history = png_figures.history(card, "auc", trials)
+    assert history.axes[0].get_ylabel() == "auc (walk-forward mean)"
+    assert png_figures.intermediate(card, "auc", trials).axes[0].get_ylabel() == "valid auc"
+
+
+def test_a_figure_that_fails_to_draw_never_fails_the_refit(tmp_path, monkeypatch):
+    from nova_trainer import png_figures
+
+    def broken(card, metric, trials):
+        raise ValueError("no data to draw")
+
+    monkeypatch.setitem(png_figures.FIGURES, "history", broken)
+    written = png_figures.write_figures(tmp_path, "AAA", {"metric": "auc"}, [], lambda p, b: p.write_bytes(b))
+    assert written == [] and not list(tmp_path.iterdir())

@@ -63,7 +63,8 @@ def test_preparing_then_running_then_refit():
             previous=d1.status, now=T1)
     assert d2.status["phase"] == "Running" and d2.status["trials"] == "2/8"
     assert d2.status["bestValue"] == 0.61 and d2.status["bestSymbol"] == "AAA"
-    assert d2.status["studies"][0]["bestParams"] == [{"name": "eta", "value": "0.1"}] and d2.status["studies"][0]["budget"] == 4
+    assert d2.status["studies"][0]["bestParams"] == [{"name": "eta", "value": "0.1"}]
+    assert d2.status["studies"][0]["budget"] == 4
     assert d2.events[0][:2] == ("Normal", "Tuning") and not d2.create_refit
     done = [prog("AAA", complete=3, pruned=1, best=0.61), prog("BBB", complete=2, failed=2, best=0.58)]
     d3 = go(Observed(workers=workers, studies=done), previous=d2.status, now=T1)
@@ -128,7 +129,8 @@ def test_missing_secret_waits_with_what_to_do_and_is_not_terminal():
     assert d.status["phase"] == "Pending" and "completionTime" not in d.status
     assert cond(d, "Stalled")["status"] == "False"
     reconciling = cond(d, "Reconciling")
-    assert reconciling["status"] == "True" and reconciling["reason"] == "SecretNotFound" and "'db'" in reconciling["message"]
+    assert reconciling["status"] == "True" and reconciling["reason"] == "SecretNotFound"
+    assert "'db'" in reconciling["message"]
     assert cond(d, "Ready")["reason"] == "SecretNotFound"
     assert d.events[0][0] == "Warning"
     # the Secret appears: the same run goes on at the next observation
@@ -195,7 +197,8 @@ def test_last_transition_time_moves_only_on_change():
     d2 = go(obs, previous=d1.status, now=T1)
     assert cond(d2, "Ready")["lastTransitionTime"] == cond(d1, "Ready")["lastTransitionTime"] == "2026-01-02T03:04:05Z"
     assert d2.events == []
-    d3 = go(Observed(workers=obs.workers, studies=[prog("AAA", complete=4, best=0.5), prog("BBB", complete=4, best=0.5)]),
+    done = [prog("AAA", complete=4, best=0.5), prog("BBB", complete=4, best=0.5)]
+    d3 = go(Observed(workers=obs.workers, studies=done),
             previous=d2.status, now=T1)
     assert cond(d3, "TuningComplete")["lastTransitionTime"] == "2026-01-02T03:09:05Z"
     assert cond(d3, "Ready")["lastTransitionTime"] == "2026-01-02T03:04:05Z"  # still False

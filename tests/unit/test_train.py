@@ -73,7 +73,7 @@ def test_top_n_selection_never_sees_the_test_window(data, monkeypatch):
 
     monkeypatch.setattr(train_mod, "select_top_features", spy)
     result = evaluate(data, spec, {}, resolve_device("cpu"))
-    for fold, last_seen in zip(result.folds, seen):
+    for fold, last_seen in zip(result.folds, seen, strict=True):
         assert len(fold.features) == 5
         assert str(last_seen.date()) < fold.test_start  # ranked on training rows only
 

@@ -32,7 +32,8 @@ def train_symbol(spec: TrainingRunSpec, symbol: str, out_dir: Path, tuned: dict[
     card = {
         "symbol": symbol, "params": params, "tuned": tuned, "num_boost_round": rounds,
         "metrics": result.summary, "folds": fold_table(result), "holdout": holdout, "features": features,
-        "feature_gain": {k: float(v) for k, v in booster.get_score(importance_type="total_gain").items()},
+        "feature_gain": {k: float(v)  # type: ignore[arg-type]  # one float per feature for total_gain
+                         for k, v in booster.get_score(importance_type="total_gain").items()},
         "n_features_total": int(data.X.shape[1]), "data": {
             "source": spec.data.source, "start": data.start, "end": data.end, "rows": len(data.y),
             "interval": spec.data.interval},

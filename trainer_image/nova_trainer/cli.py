@@ -62,8 +62,7 @@ def cmd_tune(args) -> int:
     for o in outcomes:
         if o.error:
             print(f"{o.symbol}: skipped: {o.error}")
-        else:
-            p = o.progress
+        elif (p := o.progress) is not None:
             print(f"{o.symbol}: worker {worker} ran {o.trials_run_here} trials; study has "
                   f"{p.complete} complete, {p.pruned} pruned, {p.failed} failed; best {p.best_value}")
     return 1 if any(o.error for o in outcomes) and not any(o.progress for o in outcomes) else 0

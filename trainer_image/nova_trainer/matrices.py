@@ -7,10 +7,11 @@ float copy of the matrix never has to live next to the quantised one: that is wh
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import xgboost as xgb
 
@@ -25,6 +26,8 @@ def make_matrices(X_train: pd.DataFrame, y_train: np.ndarray, X_test: pd.DataFra
     `nthread` is the model's: building the matrix would otherwise take every core, including the
     one the prep sidecar (or the prefetch thread) is using at that moment."""
     threads = nthread or -1
+    train: xgb.DMatrix
+    test: xgb.DMatrix | None
     if quantile:
         try:
             train = xgb.QuantileDMatrix(X_train, y_train, max_bin=max_bin, nthread=threads)
@@ -47,10 +50,10 @@ class ParquetBatches(xgb.DataIter):
         self._label = label
         self._batch_rows = batch_rows
         self._columns = list(columns) if columns is not None else None
-        self._batches = None
+        self._batches: Iterator[pa.RecordBatch] | None = None
         super().__init__(release_data=True)
 
-    def _batch_iter(self):
+    def _batch_iter(self) -> Iterator[pa.RecordBatch]:
         for path in self._paths:
             file = pq.ParquetFile(path)
             cols = None if self._columns is None else [*self._columns, self._label]

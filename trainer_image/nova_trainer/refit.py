@@ -18,6 +18,8 @@ from nova.spec import ResolvedRun
 from nova_trainer.api import train_symbol
 from nova_trainer.dataset import SymbolData
 from nova_trainer.evaluation.selection import StudyEvaluation, evaluate_study
+from nova_trainer.model_card import atomic_write
+from nova_trainer.png_figures import write_figures
 
 log = logging.getLogger(__name__)
 
@@ -73,4 +75,6 @@ def refit_symbol(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseSto
                  "the null %.2f), PBO %s", symbol, chosen.number, ev.selection, summary["sharpe_net"],
                  summary["dsr"], summary["expected_max_sharpe"],
                  "n/a" if summary["pbo"] is None else f"{summary['pbo']:.2f}")
-    return train_symbol(run.spec, symbol, out_dir, tuned=dict(chosen.params), data=data, extra_card=extra)
+    card = train_symbol(run.spec, symbol, out_dir, tuned=dict(chosen.params), data=data, extra_card=extra)
+    write_figures(out_dir, symbol, card, study.get_trials(deepcopy=False), atomic_write)
+    return card

@@ -130,7 +130,7 @@ def select_top_features(data: SymbolData, n: int, params: dict[str, Any], quanti
     quick = {k: v for k, v in params.items() if k != "eval_metric"}
     booster = xgb.train(quick, dtrain, num_boost_round=SELECTION_ROUNDS)
     gain = booster.get_score(importance_type="total_gain")
-    ranked = sorted(columns, key=lambda c: (-gain.get(c, 0.0), columns.index(c)))
+    ranked = sorted(columns, key=lambda c: (-float(gain.get(c, 0.0)), columns.index(c)))  # type: ignore[arg-type]  # total_gain: a float per feature
     return ranked[:n]
 
 

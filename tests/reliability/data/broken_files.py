@@ -193,7 +193,8 @@ def _unique_sorted(df: pd.DataFrame) -> bool:
 
 CASES: list[BrokenFile] = [
     BrokenFile("TRUNC", "truncated Parquet (half the bytes)", truncated_parquet, "error", r"cannot be read as Parquet"),
-    BrokenFile("JUNK", "random bytes between Parquet magic numbers", binary_junk, "error", r"cannot be read as Parquet"),
+    BrokenFile("JUNK", "random bytes between Parquet magic numbers", binary_junk, "error",
+               r"cannot be read as Parquet"),
     BrokenFile("WRONGCOLS", "columns price/qty instead of close/volume", wrong_columns, "error",
                r"missing column\(s\) \['close', 'volume'\]"),
     BrokenFile("NOTIME", "no time column", no_time_column, "error", r"no time column"),

@@ -15,9 +15,11 @@ def load(url: str, symbol: str, table: str | None, query: str | None) -> tuple[p
     from psycopg import sql
 
     if query:
-        statement: object = query
+        statement: str | sql.Composed = query
         origin = "postgres query"
     else:
+        if not table:
+            raise DataError("postgres source: set data.table or data.query")
         parts = [sql.Identifier(p) for p in table.split(".")]
         statement = sql.SQL("SELECT * FROM {} WHERE symbol = %(symbol)s ORDER BY 2").format(sql.SQL(".").join(parts))
         origin = f"postgres table {table}"

@@ -48,7 +48,7 @@ class Bars:
     """One symbol's bars as contiguous float64 arrays (what TA-Lib wants), plus shared derived series."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        self.index: pd.DatetimeIndex = frame.index  # type: ignore[assignment]
+        self.index = pd.DatetimeIndex(frame.index)
         self.n = len(frame)
         self._cols = {c: np.ascontiguousarray(frame[c].to_numpy(dtype=np.float64)) for c in INPUTS}
         self._ta_cache: OrderedDict[TalibCall, object] = OrderedDict()

@@ -28,12 +28,12 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from nova.spec import ResolvedRun
+from nova_trainer.png_figures import best_so_far, equity_and_drawdown, thinned_steps
 
 log = logging.getLogger(__name__)
 
-MAX_POINTS_PER_TRIAL = 80
-PNG_NOTE = ("PNG copies of the figures are not written: plotly's image export (kaleido 1.x) needs a "
-            "Chrome browser it downloads at first use, which an offline machine or a slim image lacks.")
+PNG_NOTE = ("The same figures are written as PNG files next to each model card (<symbol>.<figure>.png), "
+            "drawn with matplotlib: plotly's image export needs a Chrome browser that a pod lacks.")
 
 LOADER = """<script>
 async function novaInflate(id) {
@@ -134,10 +134,9 @@ def _equity(detail: dict[str, Any]) -> go.Figure:
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.7, 0.3], vertical_spacing=0.05)
     for name, key, color in (("strategy gross", "gross", "#1f77b4"), ("strategy net", "net", "#d62728"),
                              ("buy-and-hold", "buy_hold", "#7f7f7f")):
-        curve = np.cumsum(np.asarray(detail[key], dtype="float64"))
+        curve, dd = equity_and_drawdown(detail[key])
         fig.add_trace(go.Scatter(x=dates, y=curve.astype("float32"), name=name, line={"color": color}), 1, 1)
         if key != "buy_hold":
-            dd = curve - np.maximum.accumulate(np.maximum(curve, 0.0))
             fig.add_trace(go.Scatter(x=dates, y=dd.astype("float32"), name=f"drawdown {name.split()[-1]}",
                                      line={"color": color, "width": 1}, fill="tozeroy"), 2, 1)
     fig.update_yaxes(title_text="cumulative log return", row=1, col=1)
@@ -190,7 +189,7 @@ def _history(trials: list[optuna.trial.FrozenTrial], metric: str, maximize: bool
     done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
     x = [t.number for t in done]
     y = np.array([t.value for t in done], dtype="float64")
-    best = np.maximum.accumulate(y) if maximize else np.minimum.accumulate(y)
+    best = best_so_far(y, maximize)
     fig = go.Figure([go.Scatter(x=x, y=y, mode="markers", name=metric),
                      go.Scatter(x=x, y=best, mode="lines", name="best so far")])
     fig.update_layout(title="Optimization history", xaxis_title="trial", yaxis_title=f"{metric} (walk-forward mean)")
@@ -202,9 +201,7 @@ def _intermediate(trials: list[optuna.trial.FrozenTrial], metric: str) -> go.Fig
     for t in trials:
         if not t.intermediate_values:
             continue
-        steps = np.array(sorted(t.intermediate_values))
-        if len(steps) > MAX_POINTS_PER_TRIAL:
-            steps = steps[np.linspace(0, len(steps) - 1, MAX_POINTS_PER_TRIAL).astype(int)]
+        steps = thinned_steps(t.intermediate_values)
         pruned = t.state == optuna.trial.TrialState.PRUNED
         fig.add_trace(go.Scatter(
             x=steps.astype("int32"), y=np.array([t.intermediate_values[s] for s in steps], dtype="float32"),

@@ -63,4 +63,4 @@ def percentile_prune(pruner: optuna.pruners.PercentilePruner, completed: Complet
     from types import SimpleNamespace
 
     trial: Any = SimpleNamespace(last_step=step, intermediate_values=values)
-    return pruner.prune(completed, trial)  # type: ignore[arg-type]
+    return pruner.prune(completed, trial)  # type: ignore[arg-type]  # duck-typed FrozenTrial, see above

@@ -88,5 +88,6 @@ class FoldPruningCallback(xgb.callback.TrainingCallback):
         self._trial.report(value, step)
         self._values[step] = value
         if self._pruning.should_prune(self._trial, step, self._values):
-            raise optuna.TrialPruned(f"pruned at step {step} (round {epoch} of the fold starting at step {self._offset})")
+            raise optuna.TrialPruned(
+                f"pruned at step {step} (round {epoch} of the fold starting at step {self._offset})")
         return False
