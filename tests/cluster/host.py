@@ -35,11 +35,27 @@ def sysctl_path(name: str) -> Path:
 
 
 def iptables_rules(binary: str, table: str) -> list[str]:
-    """`iptables -S` of one table ([] when the binary or table is not there)."""
-    if shutil.which(binary) is None:
+    """One table in `iptables -S` form ([] when the binary or table is not there), read with
+    iptables-save: `iptables -S` would create the table (iptables-nft), a change of its own."""
+    if shutil.which(f"{binary}-save") is None:
         return []
-    proc = _run(binary, "-w", "5", "-t", table, "-S")
-    return proc.stdout.splitlines() if proc.returncode == 0 else []
+    proc = _run(f"{binary}-save", "-t", table)
+    out = []
+    for line in proc.stdout.splitlines() if proc.returncode == 0 else []:
+        if line.startswith(":"):
+            chain, policy = line[1:].split()[:2]
+            out.append(f"-N {chain}" if policy == "-" else f"-P {chain} {policy}")
+        elif line.startswith("-A "):
+            out.append(line)
+    return out
+
+
+def nft_tables() -> set[str]:
+    """'family name' of every nftables table (iptables-nft keeps its tables there); empty without nft."""
+    if shutil.which("nft") is None:
+        return set()
+    proc = _run("nft", "list", "tables")
+    return {line.removeprefix("table ").strip() for line in proc.stdout.splitlines() if line.startswith("table ")}
 
 
 def mounts_under(roots: list[Path]) -> list[str]:
@@ -73,6 +89,8 @@ class HostChanges:
     sysctls: dict[str, str] = field(default_factory=dict)
     iptables: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     netns: set[str] = field(default_factory=set)
+    netns_dir: bool = True
+    tables: set[str] = field(default_factory=set)
     # folders the parts write into whatever their configuration says (CNI's cache in /var/lib/cni,
     # kubelet's symlinks in /var/log/containers): what appears in them is removed at undo
     watched: dict[Path, set[str] | None] = field(default_factory=dict)
@@ -86,6 +104,8 @@ class HostChanges:
             for table in TABLES:
                 self.iptables[(binary, table)] = iptables_rules(binary, table)
         self.netns = set(os.listdir(NETNS_DIR)) if NETNS_DIR.is_dir() else set()
+        self.netns_dir = NETNS_DIR.is_dir()
+        self.tables = nft_tables()
         for d in WATCHED:
             self.watched[d] = {str(p.relative_to(d)) for p in d.rglob("*")} if d.exists() else None
 
@@ -138,6 +158,8 @@ class HostChanges:
                 path.unlink()
             except OSError as exc:
                 problems.append(f"network namespace {path}: {exc}")
+        if not self.netns_dir and not os.listdir(NETNS_DIR):
+            NETNS_DIR.rmdir()
         return problems
 
     def _remove_links(self) -> list[str]:
@@ -173,6 +195,17 @@ class HostChanges:
                 old_policy = next((p for p in policies if p.split()[1] == rule.split()[1]), None)
                 if old_policy:
                     _run(binary, "-w", "5", "-t", table, *shlex.split(old_policy))
+        # tables that iptables-nft created on the way, empty again now: gone too
+        for table in sorted(nft_tables() - self.tables):
+            family, name = table.split()
+            binary = {"ip": "iptables", "ip6": "ip6tables"}.get(family)
+            rules = iptables_rules(binary, name) if binary else ["?"]
+            if all(r.startswith("-P ") and r.endswith(" ACCEPT") for r in rules):
+                proc = _run("nft", "delete", "table", family, name)
+                if proc.returncode != 0:
+                    problems.append(f"nft delete table {table}: {proc.stderr.strip()}")
+            else:
+                problems.append(f"nftables table {table} was made during the session and still has rules: {rules}")
         return problems
 
     def _remove_cgroups(self) -> list[str]:

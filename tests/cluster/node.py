@@ -28,7 +28,6 @@ unpacked layers) lives in the cache, so an image imported once is there for the 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
 import os
 import shutil
@@ -80,7 +79,7 @@ def missing_tools(kubelet: bool = True) -> list[str]:
     if not any(all(Path(d, p).is_file() for p in CNI_PLUGINS) for d in CNI_BIN_DIRS):
         missing.append("the CNI plugins bridge, host-local, loopback (apt-get install containernetworking-plugins)")
     for tool, package in (("iptables", "iptables"), ("ip", "iproute2"), ("buildah", "buildah"),
-                          ("mmdebstrap", "mmdebstrap")):
+                          ("mmdebstrap", "mmdebstrap"), ("nft", "nftables")):
         if shutil.which(tool) is None:
             missing.append(f"{tool} (apt-get install {package})")
     if os.geteuid() != 0:
@@ -520,8 +519,7 @@ def _route_kubernetes_service(node: Node) -> None:
     The bridge exists once the first pod is set up; route_localnet is set on every interface
     (`all`) for that reason, and the DNAT rule lives in a chain of the node's own."""
     port = int(node.cp.api_url.rsplit(":", 1)[1])
-    ipaddress.ip_address(controlplane.SERVICE_IP)
-    node.changes.set_sysctl("net.ipv4.conf.all.route_localnet", "1")
+    node.runtime.changes.set_sysctl("net.ipv4.conf.all.route_localnet", "1")
     chain = "NOVA-NODE-API"
     for args in (["-t", "nat", "-N", chain],
                  ["-t", "nat", "-A", chain, "-d", f"{controlplane.SERVICE_IP}/32", "-p", "tcp", "--dport", "443",
