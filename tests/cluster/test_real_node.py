@@ -69,81 +69,122 @@ def test_real_containers_report_their_exit_codes_and_output(control_plane, real_
     assert bad.status.container_statuses[0].state.terminated.exit_code == 3
 
 
-def test_chart_operator_in_a_real_pod_serves_healthz_and_drives_a_run(control_plane, real_node, core, pg_url,
-                                                                      kube_namespace, tmp_path):
-    ns = kube_namespace
-    restricted(control_plane, ns)
-    # the pods reach the test PostgreSQL (loopback) through a forwarder on the bridge address
-    url = urlsplit(pg_url)
-    netloc = f"{url.username}:{url.password}@{real_node.host_ip}:{real_node.forward(url.port)}"
-    core.create_namespaced_secret(ns, {"metadata": {"name": "optuna"},
-                                       "stringData": {"url": urlunsplit(url._replace(netloc=netloc))}})
-    images = real_node.images
+class ChartOnNode:
+    """charts/nova installed with the images built here, its operator and runs on the real node."""
 
-    def image(ref: str) -> dict:
-        repository, tag = ref.rsplit(":", 1)
-        return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
+    def __init__(self, control_plane, real_node, core, pg_url: str, ns: str, tmp_path) -> None:
+        self.cp, self.node, self.core, self.ns = control_plane, real_node, core, ns
+        restricted(control_plane, ns)
+        # the pods reach the test PostgreSQL (loopback) through a forwarder on the bridge address
+        url = urlsplit(pg_url)
+        netloc = f"{url.username}:{url.password}@{real_node.host_ip}:{real_node.forward(url.port)}"
+        core.create_namespaced_secret(ns, {"metadata": {"name": "optuna"},
+                                           "stringData": {"url": urlunsplit(url._replace(netloc=netloc))}})
+        self.images = real_node.images
 
-    values = {
-        "fullnameOverride": "nova",
-        "image": {"operator": image(images.operator), "trainer": image(images.trainer)},
-        "rbac": {"scope": "namespace", "clusterDiscovery": False},
-        "storage": {"mode": "external", "existingSecret": {"name": "optuna", "key": "url"}},
-        "operator": {"replicaCount": 1, "statusInterval": 2, "nodeSelector": REAL_NODE_SELECTOR},
-    }
-    values_file = tmp_path / "values.yaml"
-    values_file.write_text(yaml.safe_dump(values))
-    control_plane.helm("install", "nova", str(CHART), "--namespace", ns, "-f", str(values_file), timeout=300)
+        def image(ref: str) -> dict:
+            repository, tag = ref.rsplit(":", 1)
+            return {"repository": repository, "tag": tag, "pullPolicy": "Never"}
 
-    def operator_pod():
-        pods = core.list_namespaced_pod(ns, label_selector="app.kubernetes.io/component=operator").items
+        values = {
+            "fullnameOverride": "nova",
+            "image": {"operator": image(self.images.operator), "trainer": image(self.images.trainer)},
+            "rbac": {"scope": "namespace", "clusterDiscovery": False},
+            "storage": {"mode": "external", "existingSecret": {"name": "optuna", "key": "url"}},
+            "operator": {"replicaCount": 1, "statusInterval": 2, "nodeSelector": REAL_NODE_SELECTOR},
+        }
+        values_file = tmp_path / "values.yaml"
+        values_file.write_text(yaml.safe_dump(values))
+        control_plane.helm("install", "nova", str(CHART), "--namespace", ns, "-f", str(values_file), timeout=300)
+        self.custom = k8s.CustomObjectsApi(control_plane.api_client())
+
+    def operator_pod(self):
+        pods = self.core.list_namespaced_pod(self.ns, label_selector="app.kubernetes.io/component=operator").items
         return pods[0] if pods else None
 
-    def operator_log() -> str:
-        p = operator_pod()
-        return real_node.pod_log(ns, p.metadata.name, "operator")[-6000:] if p else "(no operator pod)"
+    def operator_log(self) -> str:
+        p = self.operator_pod()
+        return self.node.pod_log(self.ns, p.metadata.name, "operator")[-6000:] if p else "(no operator pod)"
 
-    def diagnose() -> str:
-        events = [f"{e.involved_object.name}: {e.reason} {e.message}" for e in core.list_namespaced_event(ns).items]
-        return f"operator log:\n{operator_log()}\nevents:\n" + "\n".join(events[-30:]) + "\n" + real_node.diagnose()
+    def diagnose(self) -> str:
+        events = [f"{e.involved_object.name}: {e.reason} {e.message}"
+                  for e in self.core.list_namespaced_event(self.ns).items]
+        lines = [f"operator log:\n{self.operator_log()}", "events:", *events[-30:]]
+        for p in self.core.list_namespaced_pod(self.ns).items:
+            lines.append(f"pod {p.metadata.name}: {p.status.phase}")
+            for c in (p.spec.init_containers or []) + p.spec.containers:
+                lines.append(f"--- {c.name}:\n{self.node.pod_log(self.ns, p.metadata.name, c.name)[-1500:]}")
+        return "\n".join(lines) + "\n" + self.node.diagnose()
 
-    ready = wait_for(lambda: (p := operator_pod()) and p.status.container_statuses and
-                     p.status.container_statuses[0].ready and p, "the operator pod Ready (kubelet's probes)",
-                     timeout=300, diagnose=diagnose)
+    def operator_ready(self):
+        return wait_for(lambda: (p := self.operator_pod()) and p.status.container_statuses and
+                        p.status.container_statuses[0].ready and p, "the operator pod Ready (kubelet's probes)",
+                        timeout=300, diagnose=self.diagnose)
+
+    def start_run(self, name: str, trials: int = 4) -> None:
+        run = small_run_manifest(name, symbols=("AAA",), trials=trials, workers=2,
+                                 scheduling={"nodeSelector": REAL_NODE_SELECTOR})
+        run["spec"]["resources"] = {"trainer": {"requests": {"cpu": "100m", "memory": "256Mi"}},
+                                    "prep": {"requests": {"cpu": "50m", "memory": "128Mi"}}}
+        self.custom.create_namespaced_custom_object("nova.dev", "v1alpha1", self.ns, "trainingruns", run)
+
+    def status(self, name: str) -> dict:
+        return self.custom.get_namespaced_custom_object("nova.dev", "v1alpha1", self.ns, "trainingruns",
+                                                        name).get("status") or {}
+
+    def finished(self, name: str) -> dict:
+        wait_for(lambda: self.status(name).get("phase") in ("Succeeded", "Failed"),
+                 "the run to finish in real pods", timeout=600, diagnose=self.diagnose, interval=2)
+        final = self.status(name)
+        assert final["phase"] == "Succeeded", f"{json.dumps(final, indent=1)[:3000]}\n{self.diagnose()}"
+        return final
+
+    def uninstall(self) -> None:
+        self.cp.helm("uninstall", "nova", "--namespace", self.ns, "--wait", timeout=300)
+
+
+def test_chart_operator_in_a_real_pod_serves_healthz_and_drives_a_run(control_plane, real_node, core, pg_url,
+                                                                      kube_namespace, tmp_path):
+    chart = ChartOnNode(control_plane, real_node, core, pg_url, kube_namespace, tmp_path)
+    ready = chart.operator_ready()
     container = ready.spec.containers[0]
-    assert container.image == images.operator and container.security_context.read_only_root_filesystem
+    assert container.image == chart.images.operator and container.security_context.read_only_root_filesystem
     assert ready.spec.node_name == real_node.name
-    port = next(p.container_port for p in container.ports if p.name in ("health", "healthz", "http")) \
-        if container.ports else 8080
+    port = next(p.container_port for p in container.ports if p.name == "health")
     with urllib.request.urlopen(f"http://{ready.status.pod_ip}:{port}/healthz", timeout=10) as r:
         assert r.status == 200
 
-    run = small_run_manifest("real-pods", symbols=("AAA",), trials=4, workers=2,
-                             scheduling={"nodeSelector": REAL_NODE_SELECTOR})
-    run["spec"]["resources"] = {"trainer": {"requests": {"cpu": "100m", "memory": "256Mi"}},
-                                "prep": {"requests": {"cpu": "50m", "memory": "128Mi"}}}
-    custom = k8s.CustomObjectsApi(control_plane.api_client())
-    custom.create_namespaced_custom_object("nova.dev", "v1alpha1", ns, "trainingruns", run)
-
-    def status() -> dict:
-        return custom.get_namespaced_custom_object("nova.dev", "v1alpha1", ns, "trainingruns",
-                                                   "real-pods").get("status") or {}
-
-    def run_diagnose() -> str:
-        lines = [f"status: {json.dumps(status(), indent=1)[:3000]}"]
-        for p in core.list_namespaced_pod(ns).items:
-            lines.append(f"pod {p.metadata.name}: {p.status.phase}")
-            for c in (p.spec.init_containers or []) + p.spec.containers:
-                lines.append(f"--- {c.name}:\n{real_node.pod_log(ns, p.metadata.name, c.name)[-1500:]}")
-        return "\n".join(lines) + "\n" + diagnose()
-
-    wait_for(lambda: status().get("phase") in ("Succeeded", "Failed"), "the run to finish in real pods",
-             timeout=600, diagnose=run_diagnose, interval=2)
-    final = status()
-    assert final["phase"] == "Succeeded", run_diagnose()
+    chart.start_run("real-pods")
+    final = chart.finished("real-pods")
     done, budget = (int(x) for x in final["trials"].split("/"))
     assert budget == 4 and 4 <= done <= 5
-    workers = core.list_namespaced_pod(ns, label_selector="job-name=real-pods-workers").items
+    workers = core.list_namespaced_pod(kube_namespace, label_selector="job-name=real-pods-workers").items
     assert workers and all(p.spec.node_name == real_node.name for p in workers)
-    assert all(c.image == images.trainer for p in workers for c in p.spec.containers)
-    control_plane.helm("uninstall", "nova", "--namespace", ns, "--wait", timeout=300)
+    assert all(c.image == chart.images.trainer for p in workers for c in p.spec.containers)
+    chart.uninstall()
+
+
+@pytest.mark.reliability
+def test_operator_killed_and_worker_pod_deleted_mid_run_still_succeeds(control_plane, real_node, core, pg_url,
+                                                                       kube_namespace, tmp_path):
+    """Real faults: the operator's container SIGKILLed in containerd (kubelet restarts it, as after
+    an OOM kill) and a worker pod deleted (its Job makes another) while trials run."""
+    ns = kube_namespace
+    chart = ChartOnNode(control_plane, real_node, core, pg_url, ns, tmp_path)
+    before = chart.operator_ready()
+    chart.start_run("faults", trials=6)
+    wait_for(lambda: [p for p in core.list_namespaced_pod(ns, label_selector="job-name=faults-workers").items
+                      if p.status.phase == "Running"], "a running worker pod", timeout=300, diagnose=chart.diagnose)
+    cid = before.status.container_statuses[0].container_id.removeprefix("containerd://")
+    real_node.runtime.containerd.ctr("tasks", "kill", "--signal", "SIGKILL", cid)
+    victim = core.list_namespaced_pod(ns, label_selector="job-name=faults-workers").items[0]
+    core.delete_namespaced_pod(victim.metadata.name, ns, grace_period_seconds=0)
+
+    restarted = wait_for(lambda: (p := chart.operator_pod()) and p.status.container_statuses[0].restart_count >= 1
+                         and p.status.container_statuses[0].ready and p, "the operator restarted by kubelet",
+                         timeout=300, diagnose=chart.diagnose)
+    assert restarted.metadata.uid == before.metadata.uid, "the same pod: its container was restarted"
+    final = chart.finished("faults")
+    done, budget = (int(x) for x in final["trials"].split("/"))
+    assert budget == 6 and 6 <= done <= 7
+    chart.uninstall()
