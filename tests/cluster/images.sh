@@ -61,7 +61,7 @@ save() {
   local tmp="$OUT/.$1-$2.tar.partial"
   rm -f "$tmp"
   bh push --quiet "$3" "docker-archive:$tmp:$3" >/dev/null
-  find "$OUT" -maxdepth 1 -name "$1-*.tar" -delete
+  find -H "$OUT" -maxdepth 1 -name "$1-*.tar" -delete
   mv "$tmp" "$OUT/$1-$2.tar"
   printf '%s\n%s\n' "$3" "$2" > "$OUT/$1.ref"
   log "$1: $3 ($(du -m "$OUT/$1-$2.tar" | cut -f1) MB)"
