@@ -16,7 +16,8 @@
 - ``node_runtime`` (session): containerd with those images imported (tests/cluster/node.py); its
   ``run(image, *argv)`` runs one container as uid 1000 on a read-only root.
 - ``real_node`` (session): kubelet on that runtime, joined to ``control_plane`` as ``nova-node``
-  (label ``nova.dev/real-node=true``, ``REAL_NODE_SELECTOR``); real pods from real images. Teardown
+  (label and taint ``nova.dev/real-node=true``: ``REAL_NODE_SELECTOR`` and ``REAL_NODE_TOLERATION``);
+  real pods from real images. Teardown
   undoes every host change and fails the session if anything is left.
 These three skip only where a tool is really missing on the host (the reason names it and its
 Debian package); a failed build or start is an error.
@@ -38,7 +39,8 @@ LOCAL_RUNNER_TOLERATION = TOLERATION
 LOCAL_RUNNER_SELECTOR = {NODE_LABEL: "true"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 KWOK_EXIT_CODE_ANNOTATION = "nova.dev/kwok-exit-code"
-REAL_NODE_SELECTOR = {"nova.dev/real-node": "true"}
+REAL_NODE_SELECTOR = {node.NODE_LABEL: "true"}
+REAL_NODE_TOLERATION = node.TOLERATION
 
 _ns_counter = itertools.count()
 _startup: list[str] = []

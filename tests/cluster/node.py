@@ -56,6 +56,11 @@ BRIDGE = "nova0"
 POD_SUBNET = "10.88.0.0/24"
 HOST_IP = "10.88.0.1"
 K8S_NAMESPACE = "k8s.io"  # containerd namespace of the CRI plugin
+# Only pods that ask for the real node land there: the other tests' pods (fake images, kwok's
+# exit-code annotation) belong on the kwok nodes.
+NODE_LABEL = "nova.dev/real-node"
+TAINT = {"key": NODE_LABEL, "value": "true", "effect": "NoSchedule"}
+TOLERATION = {"key": NODE_LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
 # sysctls the node's parts change: recorded before the start, restored at stop
 HOST_SETTINGS = {
     "sysctls": ["vm.overcommit_memory", "kernel.panic", "kernel.panic_on_oops", "net.ipv4.ip_forward"],
@@ -339,6 +344,7 @@ def _kubelet_config(work: Path, cgroup_root: str, port: int, healthz: int) -> di
         "localStorageCapacityIsolation": True, "makeIPTablesUtilChains": True,
         "resolvConf": "/etc/resolv.conf", "hairpinMode": "hairpin-veth",
         "protectKernelDefaults": False, "maxPods": 30, "shutdownGracePeriod": "0s",
+        "registerWithTaints": [TAINT],
     }
 
 
@@ -486,7 +492,7 @@ def start_node(cp: controlplane.ControlPlane, runtime: Runtime, log=print, timeo
             node.kubelet = subprocess.Popen(
                 [str(bins / "kubelet"), f"--config={config}", f"--kubeconfig={kubeconfig}",
                  f"--root-dir={work / 'kubelet'}", f"--hostname-override={name}", f"--node-ip={HOST_IP}", "--v=1",
-                 f"--cert-dir={work / 'pki'}", "--node-labels=nova.dev/real-node=true"],
+                 f"--cert-dir={work / 'pki'}", f"--node-labels={NODE_LABEL}=true"],
                 env={"PATH": f"{bins}:/usr/sbin:/usr/bin:/sbin:/bin"}, stdout=out, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + timeout

@@ -16,7 +16,7 @@ import yaml
 from kubernetes import client as k8s
 
 from tests.chart.helm import CHART
-from tests.cluster.fixtures import REAL_NODE_SELECTOR
+from tests.cluster.fixtures import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION
 from tests.conftest import small_run_manifest
 from tests.support.waiting import wait_for
 
@@ -43,6 +43,7 @@ def restricted(control_plane, namespace: str) -> None:
 def pod(name: str, image: str, command: list[str]) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
             "spec": {"restartPolicy": "Never", "nodeSelector": REAL_NODE_SELECTOR,
+                     "tolerations": [REAL_NODE_TOLERATION],
                      "automountServiceAccountToken": False, "securityContext": POD_SECURITY,
                      "containers": [{"name": "main", "image": image, "imagePullPolicy": "Never",
                                      "command": command, "securityContext": RESTRICTED}]}}
@@ -91,7 +92,8 @@ class ChartOnNode:
             "image": {"operator": image(self.images.operator), "trainer": image(self.images.trainer)},
             "rbac": {"scope": "namespace", "clusterDiscovery": False},
             "storage": {"mode": "external", "existingSecret": {"name": "optuna", "key": "url"}},
-            "operator": {"replicaCount": 1, "statusInterval": 2, "nodeSelector": REAL_NODE_SELECTOR},
+            "operator": {"replicaCount": 1, "statusInterval": 2, "nodeSelector": REAL_NODE_SELECTOR,
+                         "tolerations": [REAL_NODE_TOLERATION]},
         }
         values_file = tmp_path / "values.yaml"
         values_file.write_text(yaml.safe_dump(values))
@@ -123,7 +125,8 @@ class ChartOnNode:
 
     def start_run(self, name: str, trials: int = 4) -> None:
         run = small_run_manifest(name, symbols=("AAA",), trials=trials, workers=2,
-                                 scheduling={"nodeSelector": REAL_NODE_SELECTOR})
+                                 scheduling={"nodeSelector": REAL_NODE_SELECTOR,
+                                             "tolerations": [REAL_NODE_TOLERATION]})
         run["spec"]["resources"] = {"trainer": {"requests": {"cpu": "100m", "memory": "256Mi"}},
                                     "prep": {"requests": {"cpu": "50m", "memory": "128Mi"}}}
         self.custom.create_namespaced_custom_object("nova.dev", "v1alpha1", self.ns, "trainingruns", run)
