@@ -62,6 +62,9 @@ save() {
   rm -f "$tmp"
   bh push --quiet "$3" "docker-archive:$tmp:$3" >/dev/null
   find -H "$OUT" -maxdepth 1 -name "$1-*.tar" -delete
+  # the image this one replaces goes from buildah's storage too (its layers stay while cached steps use them)
+  local old; old="$(sed -n 1p "$OUT/$1.ref" 2>/dev/null || true)"
+  if [[ -n "$old" && "$old" != "$3" ]]; then bh rmi "$old" >/dev/null 2>&1 || true; fi
   mv "$tmp" "$OUT/$1-$2.tar"
   printf '%s\n%s\n' "$3" "$2" > "$OUT/$1.ref"
   log "$1: $3 ($(du -m "$OUT/$1-$2.tar" | cut -f1) MB)"
