@@ -3,7 +3,9 @@ images: exit codes and logs from real containers, and the chart's operator in a 
 chart's own securityContext (non-root, read-only root, capabilities dropped, RuntimeDefault
 seccomp) in a namespace that enforces the restricted Pod Security Standard, probed by kubelet on
 /healthz, reaching the API server through the `kubernetes` Service as in any cluster, and driving a
-TrainingRun to Succeeded in real worker and refit pods of the trainer image."""
+TrainingRun to Succeeded in real worker and refit pods of the trainer image; the quickstart through
+`kubectl apply -f` with its model on a claim; the operator's container killed and a worker pod
+deleted mid-run (reliability)."""
 
 from __future__ import annotations
 
@@ -73,7 +75,8 @@ def test_real_containers_report_their_exit_codes_and_output(control_plane, real_
 class ChartOnNode:
     """charts/nova installed with the images built here, its operator and runs on the real node."""
 
-    def __init__(self, control_plane, real_node, core, pg_url: str, ns: str, tmp_path) -> None:
+    def __init__(self, control_plane, real_node, core, pg_url: str, ns: str, tmp_path,
+                 output_claim: str = "") -> None:
         self.cp, self.node, self.core, self.ns = control_plane, real_node, core, ns
         restricted(control_plane, ns)
         # the pods reach the test PostgreSQL (loopback) through a forwarder on the bridge address
@@ -94,6 +97,7 @@ class ChartOnNode:
             "storage": {"mode": "external", "existingSecret": {"name": "optuna", "key": "url"}},
             "operator": {"replicaCount": 1, "statusInterval": 2, "nodeSelector": REAL_NODE_SELECTOR,
                          "tolerations": [REAL_NODE_TOLERATION]},
+            "output": {"claimName": output_claim},
         }
         values_file = tmp_path / "values.yaml"
         values_file.write_text(yaml.safe_dump(values))
@@ -191,3 +195,55 @@ def test_operator_killed_and_worker_pod_deleted_mid_run_still_succeeds(control_p
     done, budget = (int(x) for x in final["trials"].split("/"))
     assert budget == 6 and 6 <= done <= 7
     chart.uninstall()
+
+
+def test_quickstart_applied_with_kubectl_runs_prep_and_trainer_in_real_pods(control_plane, real_node, core, pg_url,
+                                                                            kube_namespace, tmp_path):
+    """examples/quickstart.yaml (shrunk to seconds as tests/operator/test_e2e.py does) through
+    `kubectl apply -f`: the `prep` native sidecar and the `trainer` container of each worker pod run
+    in real containers of the trainer image, and the refit's model file, on a claim, is a real
+    XGBoost model."""
+    import xgboost
+
+    from tests.operator.test_e2e import tiny_quickstart
+
+    ns = kube_namespace
+    # the models on a claim, as a user's cluster has them: kubelet removes a finished pod's emptyDir.
+    # No provisioner here: a static hostPath PersistentVolume on the node, bound to the claim.
+    models = real_node.work / f"models-{ns}"
+    models.mkdir()
+    models.chmod(0o777)  # the refit runs as uid 1000; fsGroup does not apply to hostPath
+    control_plane.apply([
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"models-{ns}"},
+         "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"], "storageClassName": "",
+                  "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": str(models), "type": "Directory"},
+                  "claimRef": {"namespace": ns, "name": "models"}}},
+        {"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "models", "namespace": ns},
+         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "", "volumeName": f"models-{ns}",
+                  "resources": {"requests": {"storage": "1Gi"}}}}])
+    chart = ChartOnNode(control_plane, real_node, core, pg_url, ns, tmp_path, output_claim="models")
+    chart.operator_ready()
+    run = tiny_quickstart("quick", trials=4, workers=2)
+    run["spec"]["scheduling"] = {"nodeSelector": REAL_NODE_SELECTOR, "tolerations": [REAL_NODE_TOLERATION]}
+    manifest = tmp_path / "quickstart.yaml"
+    manifest.write_text(yaml.safe_dump(run))
+    control_plane.kubectl("-n", ns, "apply", "-f", str(manifest))
+    final = chart.finished("quick")
+
+    pods = core.list_namespaced_pod(ns, label_selector="job-name=quick-workers").items
+    assert len({p.metadata.annotations["batch.kubernetes.io/job-completion-index"] for p in pods}) == 2
+    for p in pods:
+        if p.status.phase != "Succeeded":
+            continue
+        prep = p.spec.init_containers[0]
+        assert prep.name == "prep" and prep.restart_policy == "Always", "prep is a native sidecar"
+        assert p.status.container_statuses[0].state.terminated.exit_code == 0
+        assert real_node.pod_log(ns, p.metadata.name, "prep"), "the prep sidecar left no log"
+        assert "AAA: worker" in real_node.pod_log(ns, p.metadata.name, "trainer")
+    model = final["model"]["symbols"][0]
+    assert final["model"]["uri"] == f"/output/{ns}/quick"
+    files = list(models.rglob(model["file"]))
+    assert files, f"no {model['file']} on the claim: {list(models.rglob('*'))}"
+    assert xgboost.Booster(model_file=str(files[0])).num_boosted_rounds() > 0
+    chart.uninstall()
+    control_plane.kubectl("delete", "pv", f"models-{ns}", "--wait=false", check=False)
