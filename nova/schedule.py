@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from nova.promotion import PromotedModel, PromotionRecord, PromotionSpec
 from nova.spec import DNS_LABEL_PATTERN, DataSpec, SpecModel, TrainingRunSpec, check_data_source
 from nova.status import Condition, StatusModel
 
@@ -74,6 +75,12 @@ class ScheduleWarmStart(SpecModel):
 class TrainingScheduleSpec(SpecModel):
     """What a user writes under a TrainingSchedule's `spec:`."""
 
+    model_config = ConfigDict(json_schema_extra={"x-kubernetes-validations": [
+        {"rule": "!self.promotion.enabled || self.promotion.gap >= self.runTemplate.target.horizon",
+         "message": "promotion.gap must be >= runTemplate.target.horizon, or the labels of the last training "
+                    "bars reach into the promotion window"},
+    ]})
+
     schedule: str = Field(..., pattern=CRON_PATTERN, max_length=256,
                           description="Cron expression (five fields, e.g. '0 2 * * 1-5', or @daily)")
     time_zone: str = Field("UTC", max_length=64, pattern=r"^[A-Za-z0-9_+\-/]+$",
@@ -89,8 +96,17 @@ class TrainingScheduleSpec(SpecModel):
     failed_runs_history_limit: int = Field(1, ge=0, le=1000, description="Failed runs kept; older ones deleted")
     suspend: bool = Field(False, description="No new run is created while true (active runs go on)")
     warm_start: ScheduleWarmStart = Field(default_factory=ScheduleWarmStart)
+    promotion: PromotionSpec = Field(default_factory=PromotionSpec, description="Whether a succeeded run's "
+                                     "models replace the promoted ones (judged on bars neither trained on)")
     run_template: RunTemplateSpec = Field(..., description="The spec of each run; data.lookback and "
                                           "data.end: latest are resolved to dates when the run is created")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainingScheduleSpec:
+        if self.promotion.enabled and self.promotion.gap < self.run_template.target.horizon:
+            raise ValueError("promotion.gap must be >= runTemplate.target.horizon, or the labels of the "
+                             "last training bars reach into the promotion window")
+        return self
 
 
 class ScheduleStatus(StatusModel):
@@ -109,6 +125,10 @@ class ScheduleStatus(StatusModel):
                                "or Forbid while a run was active)")
     last_skip_reason: str | None = Field(None, description="Why the last tick was skipped")
     run_now_handled: str | None = Field(None, description="The last nova.dev/run-now annotation value served")
+    promoted: dict[str, PromotedModel] = Field(default_factory=dict, description="Per symbol, the model "
+                                               "promoted now (what <output>/<schedule>/current/<symbol>/ holds)")
+    last_promotion: PromotionRecord | None = Field(None, description="The newest judgement of a run's models "
+                                                   "against the promoted ones, with both scores and why")
     observed_generation: int | None = Field(None, ge=0, description="metadata.generation this status saw")
     conditions: list[Condition] = Field(default_factory=list, description="Ready (False with a reason on a bad "
                                         "schedule or time zone)")

@@ -83,6 +83,9 @@ class DataSpec(SpecModel):
         "ohlcv", description="close: a close-only series (an index or a FRED series); only the "
         "close-based features are built")
     seed: int = Field(7, ge=0, description="synthetic: random seed")
+    reserve_last_bars: int = Field(0, ge=0, le=1_000_000, description="Newest bars no step of this run sees "
+                                   "(tuning, holdout, refit); a TrainingSchedule sets promotion.gap + "
+                                   "promotion.window, the bars it judges its models on")
 
     @model_validator(mode="after")
     def _check(self) -> DataSpec:

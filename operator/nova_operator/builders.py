@@ -6,6 +6,7 @@ Pod Security Standard; the storage and data URLs reach them only as Secret refer
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -347,6 +348,51 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
             },
         },
     }, run, cfg, release=True)
+
+
+def promote_job_name(run: str) -> str:
+    return f"{run}-promote"
+
+
+def promotion_root(run: ResolvedRun, cfg: OperatorConfig) -> str | None:
+    """Where a promote pod finds every run's models of the namespace (and the schedule's current/
+    folder): the output claim's <namespace> folder. None when the refit writes to an emptyDir (its
+    models go with its pod) or to the run's own output.uri."""
+    if run.spec.output.uri or not cfg.output_claim:
+        return None
+    return f"{DEFAULT_OUTPUT_ROOT}/{run.namespace}"
+
+
+def promote_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig, request: dict[str, Any]
+                ) -> dict[str, Any]:
+    """One CPU pod, `nova-trainer promote`: the run's models and the schedule's promoted ones scored on
+    the same newest bars; the decision goes to the termination message, where the schedule's pass
+    reads it. Owned by the run, so it goes with it. Not queued: it is small and needs no GPU."""
+    root = promotion_root(run, cfg)
+    if root is None:
+        raise ValueError("promotion needs the operator's output claim and runs without output.uri")
+    mounts = _mounts({"name": "output", "mountPath": root, "subPath": run.namespace})
+    volumes = _volumes(run, {"name": "output", "persistentVolumeClaim": {"claimName": cfg.output_claim}})
+    args = ["promote", "--config", RUN_JSON, "--request", json.dumps(request, separators=(",", ":")),
+            "--result", RESULT_PATH]
+    container = _container(run, cfg, "promote", args, _resources(run.spec.resources.trainer), mounts)
+    container["terminationMessagePath"] = RESULT_PATH
+    return {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": _metadata(run, promote_job_name(run.name), "promote", owner, cfg),
+        "spec": {
+            "completions": 1, "parallelism": 1, "backoffLimit": 1,
+            "podFailurePolicy": {"rules": [
+                {"action": "Ignore", "onPodConditions": [{"type": "DisruptionTarget"}]},
+                {"action": "FailJob", "onExitCodes": {"containerName": "promote", "operator": "In",
+                                                      "values": [2]}},
+            ]},
+            "template": {
+                "metadata": {"labels": labels(run, "promote", cfg)},
+                "spec": _pod_spec(run, cfg, [container], volumes),
+            },
+        },
+    }
 
 
 def suspend_patch(suspend: bool) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
 
     ctx.resync_loop = ResyncLoop(ctx.resync, submit, slots=ours.resync_slots)
     ctx.resync_loop.start()
-    ctx.schedules = ScheduleLoop(lambda task: executor.submit(task), ctx.kube, ours.status_interval)
+    ctx.schedules = ScheduleLoop(lambda task: executor.submit(task), ctx.kube, ours.status_interval, ctx.cfg)
     ctx.schedules.start()
     memo.nova = ctx
 

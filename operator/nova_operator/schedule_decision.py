@@ -83,6 +83,8 @@ def run_manifest(schedule: dict[str, Any], spec: TrainingScheduleSpec, name: str
     its studies and models follow the run's own keepStudies rule)."""
     md = schedule["metadata"]
     run_spec = resolve_window(spec.run_template, tick.astimezone(zone(spec.time_zone)).date())
+    if spec.promotion.enabled:  # the newest bars stay out of the run: its promotion judges on them
+        run_spec.data.reserve_last_bars = max(run_spec.data.reserve_last_bars, spec.promotion.reserve)
     if warm_from and spec.warm_start.enabled:
         run_spec.tuning.warm_start_from = warm_from
         run_spec.tuning.warm_start.top_k = spec.warm_start.top_k

@@ -79,6 +79,31 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(write_run, tmp_path):
     assert 10 <= p.finished <= 10 and p.running == 0
 
 
+def test_a_run_warm_started_from_an_earlier_local_run_tries_its_best_trials_first(write_run, tmp_path):
+    """`nova run --warm-start-from runs/<old>`: the new study's first trials are the old run's best,
+    fitted to the new search space (max_depth clipped to its new high of 3), and the study says so."""
+    from nova.warm_start import WARM_START_ATTR
+
+    space = {"eta": {"type": "float", "low": 0.05, "high": 0.3}, "max_depth": {"type": "int", "low": 4, "high": 8}}
+    old = write_run(name="old", trials=5, workers=1, tuning={"searchSpace": space, "trials": 5, "workers": 1})
+    assert nova("run", str(old), "--out", str(tmp_path / "old"), "--no-progress", timeout=500).returncode == 0
+    space["max_depth"] = {"type": "int", "low": 2, "high": 3}
+    new = write_run(name="new", trials=4, workers=1,
+                    tuning={"searchSpace": space, "trials": 4, "workers": 1, "warmStart": {"topK": 2}})
+    result = nova("run", str(new), "--out", str(tmp_path / "new"), "--no-progress",
+                  "--warm-start-from", str(tmp_path / "old"), timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "warm start from default.old.AAA: 2 trial(s) enqueued" in result.stderr
+    before = optuna.load_study(study_name="default.old.AAA", storage=f"sqlite:///{tmp_path / 'old' / 'optuna.db'}")
+    best = sorted((t for t in before.trials if t.state == TrialState.COMPLETE), key=lambda t: -t.value)[:2]
+    after = optuna.load_study(study_name="default.new.AAA", storage=f"sqlite:///{tmp_path / 'new' / 'optuna.db'}")
+    seeded = [t.system_attrs.get("fixed_params") for t in after.trials[:2]]
+    assert seeded == [{"eta": t.params["eta"], "max_depth": 3} for t in best]  # clipped into the new range
+    assert all(t.state == TrialState.COMPLETE for t in after.trials[:2])  # tried, before the sampler's own
+    record = after.user_attrs[WARM_START_ATTR]
+    assert record["from"] == "default.old.AAA" and any("max_depth" in n for n in record["notes"])
+
+
 def test_bad_manifest_is_one_clear_message(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("apiVersion: nova.dev/v1alpha1\nkind: TrainingRun\nmetadata: {name: bad}\n"

@@ -158,7 +158,8 @@ class _TerminationMessages(lr.PodWorker):
     message) and terminationMessagePolicy FallbackToLogsOnError (the log's tail when the container
     failed without a message); the path is rewritten like a mount path, so nothing is written to
     this machine's /dev. (2) PATH and PYTHONPATH kept as the runner set them (see container_env).
-    Only for runners that ask (``termination_messages = True``)."""
+    (3) PersistentVolumeClaims shared between pods (see _share_claims). Only for runners that ask
+    (``termination_messages = True``)."""
 
     def _enabled(self) -> bool:
         return bool(getattr(self.runner, "termination_messages", False))
@@ -170,12 +171,27 @@ class _TerminationMessages(lr.PodWorker):
         super().prepare_volumes()
         if not self._enabled():
             return
+        self._share_claims()
         for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
             f = self._message_file(c["name"])
             f.parent.mkdir(parents=True, exist_ok=True)
             f.touch()
             path = c.get("terminationMessagePath") or "/dev/termination-log"
             self.mounts_by_container.setdefault(c["name"], {})[path] = str(f)
+
+    def _share_claims(self) -> None:
+        """(3) A PersistentVolumeClaim is one folder per claim on this node (`claims/<ns>/<claim>`),
+        shared by every pod that mounts it, as a ReadWriteMany volume is; the runner alone makes each
+        pod's a fresh empty folder. Promotion needs it: the refit pods of two runs write the models
+        that the promote pod then reads from the same claim."""
+        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
+                  for v in self.pod["spec"].get("volumes") or [] if "persistentVolumeClaim" in v}
+        for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
+            for m in c.get("volumeMounts") or []:
+                if m["name"] in claims:
+                    target = self.runner.root / "claims" / self.ns / claims[m["name"]] / (m.get("subPath") or "")
+                    target.mkdir(parents=True, exist_ok=True)
+                    self.mounts_by_container.setdefault(c["name"], {})[m["mountPath"].rstrip("/")] = str(target)
 
     def container_env(self, c: dict) -> dict[str, str]:
         env = super().container_env(c)

@@ -172,6 +172,16 @@ def test_run_with_a_file_source_that_does_not_exist_says_so(tmp_path):
     assert "unknown symbol" not in result.stderr
 
 
+def test_run_warm_started_from_a_folder_that_is_no_run_says_so_before_anything_starts(tmp_path):
+    (tmp_path / "old").mkdir()
+    out = tmp_path / "out"
+    result = nova("run", str(write(tmp_path, small_run_manifest())), "--out", str(out), "--no-progress",
+                  "--warm-start-from", str(tmp_path / "old"))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"--warm-start-from {tmp_path / 'old'}: not the output folder of a finished `nova run`" in result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
 def test_run_into_an_output_folder_that_cannot_be_written(tmp_path):
     """Issue 14, bug 6: a raw PermissionError traceback. (Run as root here, so the folder is made
     unwritable by being under a file.)"""

@@ -4,6 +4,7 @@
   tune    join each symbol's study and run trials until its budget is met
   refit   the best trial of each study, trained on the whole window
   prep    build features ahead of the trainer into a shared folder (the pod's sidecar; prep.py)
+  promote judge a schedule's new models against its promoted ones (promotion.py)
 """
 
 from __future__ import annotations
@@ -118,6 +119,22 @@ def cmd_prep(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_promote(args) -> int:
+    """The decision goes to --result (the pod's termination message) as compact JSON; exit 0 even
+    when nothing is promoted: keeping the incumbent is a decision, not a failure."""
+    from nova_trainer.promotion import compact, promote
+
+    run = load_resolved(args.config)
+    text = args.request if args.request.lstrip().startswith("{") else Path(args.request).read_text()
+    request = json.loads(text)
+    document = promote(run, request)
+    for symbol, decision in document["symbols"].items():
+        print(f"{symbol}: {'promoted' if decision['promoted'] else 'kept'}: {decision['reason']}")
+    if args.result:
+        Path(args.result).write_text(compact(document))
+    return 0 if any("candidate" in d for d in document["symbols"].values()) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nova-trainer", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -144,6 +161,13 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--symbol")
     p.set_defaults(func=cmd_refit)
+
+    p = sub.add_parser("promote", help="judge a schedule's new models against its promoted ones")
+    p.add_argument("--config", required=True, help="run.json of the run whose models are judged")
+    p.add_argument("--request", required=True, help="JSON (or a file holding it): schedule, outputRoot, "
+                   "candidateDir, incumbents, promotion")
+    p.add_argument("--result", help="write the decision here as JSON (a termination message path)")
+    p.set_defaults(func=cmd_promote)
 
     p = sub.add_parser("prep", help="build features ahead of the trainer into a shared folder")
     p.add_argument("--config", required=True, help="run.json from the operator, or a TrainingRun YAML")

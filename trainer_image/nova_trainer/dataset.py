@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from nova.errors import DataError
 from nova.spec import TrainingRunSpec
 from nova_trainer.data import load_bars
 from nova_trainer.features.calendar import local_calendar
@@ -63,8 +64,20 @@ def build_symbol_data(bars: pd.DataFrame, spec: TrainingRunSpec, symbol: str) ->
                       target.to_numpy()[labelled].astype("float32"), fwd.to_numpy()[labelled])
 
 
-def load_symbol_data(spec: TrainingRunSpec, symbol: str) -> SymbolData:
-    return build_symbol_data(load_bars(spec.data, symbol), spec, symbol)
+def load_symbol_data(spec: TrainingRunSpec, symbol: str, reserve: bool = True) -> SymbolData:
+    """The run's learning data; without its newest `data.reserveLastBars` rows unless `reserve` is
+    False (the promotion judges models on those)."""
+    data = build_symbol_data(load_bars(spec.data, symbol), spec, symbol)
+    kept = len(data.y) - spec.data.reserve_last_bars if reserve else len(data.y)
+    if kept <= 0:
+        raise DataError(f"{symbol}: data.reserveLastBars {spec.data.reserve_last_bars} keeps apart every one of "
+                        f"its {len(data.y)} bars; widen the window (data.start/lookback) or lower "
+                        "promotion.window/gap")
+    if kept < len(data.y):
+        log.info("%s: the newest %d bars kept apart (data.reserveLastBars); learning from %d", symbol,
+                 len(data.y) - kept, kept)
+        data = data.rows(slice(0, kept))
+    return data
 
 
 def to_frame(data: SymbolData) -> pd.DataFrame:

@@ -34,7 +34,8 @@ def cmd_run(args) -> int:
     if args.storage:
         os.environ["NOVA_STORAGE_URL"] = args.storage
     out = Path(args.out or run.spec.output.uri or f"runs/{run.name}")
-    outcome = run_local(run, out, workers=args.workers, progress=not args.no_progress)
+    warm = Path(args.warm_start_from) if args.warm_start_from else None
+    outcome = run_local(run, out, workers=args.workers, progress=not args.no_progress, warm_start_from=warm)
     return outcome.exit_code
 
 
@@ -102,6 +103,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="SQLAlchemy URL of an Optuna storage (default: SQLite in the output "
                    "folder; or $NOVA_STORAGE_URL)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--warm-start-from", metavar="DIR", help="seed each study with the best trials of that "
+                   "symbol in an earlier `nova run` folder (e.g. runs/<old>; tuning.warmStart.topK of them, "
+                   "fitted to this search space)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="check a TrainingRun's spec and data without running it "

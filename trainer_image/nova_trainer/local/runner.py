@@ -123,6 +123,7 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
     from nova_trainer.local.report import write_report
     from nova_trainer.refit import refit_symbol
 
+    source = previous_run(warm_start_from) if warm_start_from is not None else None  # before any file is made
     _writable(out_dir)
     url = resolve_url(out_dir)
     where = f"embedded SQLite {out_dir / 'optuna.db'}" if url.startswith("sqlite") else host_of(url)
@@ -135,7 +136,6 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
                         "the bundled data")
     (out_dir / "run.json").write_text(run.to_json())
     storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
-    source = previous_run(warm_start_from) if warm_start_from is not None else None
     source_storage = optuna.storages.RDBStorage(source[1]) if source is not None else None
     for symbol in run.spec.data.symbols:
         study = open_study(run, symbol, storage)
