@@ -232,9 +232,15 @@ class Containerd:
                 started = time.monotonic()
                 self.ctr("images", "import", "--local", str(images.archives[name]))
                 log(f"imported {ref} into containerd in {time.monotonic() - started:.0f} s")
-        missing = {images.pause, images.operator, images.trainer} - self.images()
+        current = {images.pause, images.operator, images.trainer}
+        missing = current - self.images()
         if missing:
             raise NodeError(f"containerd lacks {missing} after the import")
+        # older builds of these images go (containerd's garbage collector then frees their layers)
+        stale = [ref for ref in self.images() - current
+                 if ref.startswith(("localhost/nova-", "localhost/pause:"))]
+        if stale:
+            self.ctr("images", "remove", *stale)
 
     def remove_all(self) -> None:
         """Kill and delete every task and container in the CRI namespace (what kubelet left)."""
