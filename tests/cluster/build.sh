@@ -6,8 +6,10 @@
 #   tests/cluster/build.sh --print-dir  # prints that folder and exits
 #
 # Produces: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok, helm, and kwok's
-# Stage YAMLs (stages/); and Kueue's manager with its CRDs in their own folder,
-# ${NOVA_CACHE:-$HOME/.cache/nova}/kueue-<v>/{bin/kueue,crds/} (`--print-kueue-dir` prints it). Idempotent: a component whose binary and version stamp exist is skipped,
+# Stage YAMLs (stages/); the real node's kubelet, containerd (+ containerd-shim-runc-v2, ctr), runc
+# and pause; and Kueue's manager with its CRDs in their own folder,
+# ${NOVA_CACHE:-$HOME/.cache/nova}/kueue-<v>/{bin/kueue,crds/} (`--print-kueue-dir` prints it);
+# `--node-only` builds only the real node's binaries. Idempotent: a component whose binary and version stamp exist is skipped,
 # so a warm run returns at once. Wrapper Go modules are generated under the cache (work/), never in
 # the repository. A cold build takes tens of minutes on 2 cores.
 set -euo pipefail
@@ -33,7 +35,12 @@ all_done() {
   stamp_ok etcd "$ETCD_VERSION" && stamp_ok kube-apiserver "$K8S_VERSION" &&
     stamp_ok kube-controller-manager "$K8S_VERSION" && stamp_ok kube-scheduler "$K8S_VERSION" &&
     stamp_ok kwok "$KWOK_VERSION" && stamp_ok helm "$HELM_VERSION" &&
-    [[ -f "$STAGES/.version" && "$(cat "$STAGES/.version")" == "$KWOK_VERSION" ]] && kueue_done
+    [[ -f "$STAGES/.version" && "$(cat "$STAGES/.version")" == "$KWOK_VERSION" ]] && kueue_done && node_done
+}
+node_done() {
+  stamp_ok kubelet "$K8S_VERSION" && stamp_ok pause "$K8S_VERSION" && stamp_ok runc "$RUNC_VERSION" &&
+    stamp_ok containerd "$CONTAINERD_VERSION" && stamp_ok containerd-shim-runc-v2 "$CONTAINERD_VERSION" &&
+    stamp_ok ctr "$CONTAINERD_VERSION"
 }
 kueue_done() {
   [[ -x "$KUEUE_OUT/bin/kueue" && -f "$KUEUE_OUT/.version" &&
@@ -91,10 +98,9 @@ build_etcd() {
   echo "$ETCD_VERSION" > "$BIN/.etcd.version"
 }
 
-build_kube() {
-  stamp_ok kube-apiserver "$K8S_VERSION" && stamp_ok kube-controller-manager "$K8S_VERSION" &&
-    stamp_ok kube-scheduler "$K8S_VERSION" && return 0
-  log "kube-apiserver, kube-controller-manager, kube-scheduler v$K8S_VERSION"
+# The Kubernetes wrapper module (go.mod in $WORK/kube) and the ldflags stamping the version; sets
+# KUBE_LD. Shared by the control plane and kubelet, so kubelet reuses the same Go build cache.
+kube_wrapper() {
   local gomod d="$WORK/kube" minor staging
   gomod="$(modfield "k8s.io/kubernetes@v$K8S_VERSION" GoMod)"
   minor="${K8S_VERSION#*.}"; minor="${minor%%.*}"
@@ -112,21 +118,74 @@ build_kube() {
     echo "	k8s.io/kubernetes/cmd/kube-apiserver"
     echo "	k8s.io/kubernetes/cmd/kube-controller-manager"
     echo "	k8s.io/kubernetes/cmd/kube-scheduler"
+    echo "	k8s.io/kubernetes/cmd/kubelet"
     echo ")"; } > "$d/go.mod"
   local v="k8s.io/component-base/version" c="k8s.io/client-go/pkg/version"
   local date; date="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  local ld="-s -w"
+  KUBE_LD="-s -w"
   for p in $v $c; do
-    ld+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
-    ld+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
+    KUBE_LD+=" -X $p.gitVersion=v$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$minor"
+    KUBE_LD+=" -X $p.gitTreeState=clean -X $p.buildDate=$date"
   done
-  (cd "$d" && sumdb_fallback "$GO" mod tidy >&2 &&
-    "${NICE[@]}" "$GO" build -p "$PAR" -trimpath -ldflags "$ld" -o "$BIN/" \
+  (cd "$d" && sumdb_fallback "$GO" mod tidy >&2)
+}
+
+build_kube() {
+  stamp_ok kube-apiserver "$K8S_VERSION" && stamp_ok kube-controller-manager "$K8S_VERSION" &&
+    stamp_ok kube-scheduler "$K8S_VERSION" && return 0
+  log "kube-apiserver, kube-controller-manager, kube-scheduler v$K8S_VERSION"
+  kube_wrapper
+  (cd "$WORK/kube" && "${NICE[@]}" "$GO" build -p "$PAR" -trimpath -ldflags "$KUBE_LD" -o "$BIN/" \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler)
   for b in kube-apiserver kube-controller-manager kube-scheduler; do
     echo "$K8S_VERSION" > "$BIN/.$b.version"
   done
+}
+
+# The real node (tests/cluster/node.py): kubelet from the same wrapper module, containerd 2.x (Kubernetes
+# 1.36 needs 2.2+; Debian's is 1.6/1.7) with its runc shim and ctr, runc (cgo, for seccomp: Debian's
+# libseccomp-dev), and the pause binary of the sandbox image, compiled from the kubernetes module's own
+# build/pause/linux/pause.c (registry.k8s.io's image cannot be pulled here).
+build_kubelet() {
+  stamp_ok kubelet "$K8S_VERSION" && return 0
+  log "kubelet v$K8S_VERSION"
+  kube_wrapper
+  (cd "$WORK/kube" && "${NICE[@]}" "$GO" build -p "$PAR" -trimpath -ldflags "$KUBE_LD" -o "$BIN/" \
+      k8s.io/kubernetes/cmd/kubelet)
+  echo "$K8S_VERSION" > "$BIN/.kubelet.version"
+}
+
+build_pause() {
+  stamp_ok pause "$K8S_VERSION" && return 0
+  log "pause (kubernetes v$K8S_VERSION build/pause)"
+  local dir; dir="$(modfield "k8s.io/kubernetes@v$K8S_VERSION" Dir)"
+  command -v gcc >/dev/null || { echo "build.sh: gcc is needed for the pause binary (apt-get install gcc libc6-dev)" >&2; return 1; }
+  gcc -Os -static -DVERSION="v$K8S_VERSION" -o "$BIN/pause" "$dir/build/pause/linux/pause.c"
+  echo "$K8S_VERSION" > "$BIN/.pause.version"
+}
+
+build_containerd() {
+  stamp_ok containerd "$CONTAINERD_VERSION" && stamp_ok containerd-shim-runc-v2 "$CONTAINERD_VERSION" &&
+    stamp_ok ctr "$CONTAINERD_VERSION" && return 0
+  log "containerd, containerd-shim-runc-v2, ctr v$CONTAINERD_VERSION"
+  local m="github.com/containerd/containerd/v2" p="github.com/containerd/containerd/v2/version"
+  (cd "$WORK" && GOBIN="$BIN" sumdb_fallback "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
+    -tags no_btrfs,no_devmapper,no_zfs \
+    -ldflags "-s -w -X $p.Version=v$CONTAINERD_VERSION -X $p.Revision=v$CONTAINERD_VERSION" \
+    "$m/cmd/containerd@v$CONTAINERD_VERSION" "$m/cmd/containerd-shim-runc-v2@v$CONTAINERD_VERSION" \
+    "$m/cmd/ctr@v$CONTAINERD_VERSION")
+  for b in containerd containerd-shim-runc-v2 ctr; do echo "$CONTAINERD_VERSION" > "$BIN/.$b.version"; done
+}
+
+build_runc() {
+  stamp_ok runc "$RUNC_VERSION" && return 0
+  log "runc v$RUNC_VERSION"
+  [[ -f /usr/include/seccomp.h ]] || { echo "build.sh: runc needs libseccomp's headers (apt-get install libseccomp-dev)" >&2; return 1; }
+  (cd "$WORK" && GOBIN="$BIN" CGO_ENABLED=1 sumdb_fallback "${NICE[@]}" "$GO" install -p "$PAR" -trimpath \
+    -tags seccomp -ldflags "-s -w -X main.version=$RUNC_VERSION" \
+    "github.com/opencontainers/runc@v$RUNC_VERSION")
+  echo "$RUNC_VERSION" > "$BIN/.runc.version"
 }
 
 build_kwok() {
@@ -178,10 +237,18 @@ build_kueue() {
 if [[ "${1:-}" == "--kueue-only" ]]; then mkdir -p "$WORK"; START=$(date +%s); build_kueue
   log "kueue done in $(( $(date +%s) - START )) s: $KUEUE_OUT"; exit 0; fi
 
+if [[ "${1:-}" == "--node-only" ]]; then mkdir -p "$BIN" "$WORK"; START=$(date +%s)
+  build_kubelet; build_pause; build_containerd; build_runc
+  log "node done in $(( $(date +%s) - START )) s: $BIN"; exit 0; fi
+
 build_etcd
 build_kube
 build_kwok
 copy_stages
 build_helm
 build_kueue
+build_kubelet
+build_pause
+build_containerd
+build_runc
 log "done in $(( $(date +%s) - START )) s: $BIN"

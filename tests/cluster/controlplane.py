@@ -92,9 +92,10 @@ def go_toolchain() -> str | None:
         "/usr/local/go/bin/go" if os.access("/usr/local/go/bin/go", os.X_OK) else None)
 
 
-def ensure_built(log=print) -> Path:
-    """Run build.sh (a no-op when the binaries of these versions exist) and return the bin folder."""
-    if binaries_present():
+def ensure_built(log=print, force: bool = False) -> Path:
+    """Run build.sh (a no-op when the binaries of these versions exist) and return the bin folder;
+    `force` runs it even when the control plane's own binaries are there (the real node's)."""
+    if binaries_present() and not force:
         return bin_dir()
     go = go_toolchain()
     if go is None:

@@ -11,6 +11,16 @@
   :class:`tests.cluster.local_runner.LocalRunner` (a stand-in for kubelet) in threads of this
   process; pods that tolerate ``LOCAL_RUNNER_TOLERATION`` and select ``LOCAL_RUNNER_SELECTOR`` run
   there as local processes, their output in ``local_runner.log_path(ns, pod, container)``.
+- ``nova_images`` (session): Nova's operator and CPU trainer images, the Debian base and pause,
+  built by tests/cluster/images.sh from the repository's Dockerfiles (cached by a hash of inputs).
+- ``node_runtime`` (session): containerd with those images imported (tests/cluster/node.py); its
+  ``run(image, *argv)`` runs one container as uid 1000 on a read-only root.
+- ``real_node`` (session): kubelet on that runtime, joined to ``control_plane`` as ``nova-node``
+  (label and taint ``nova.dev/real-node=true``: ``REAL_NODE_SELECTOR`` and ``REAL_NODE_TOLERATION``);
+  real pods from real images. Teardown
+  undoes every host change and fails the session if anything is left.
+These three skip only where a tool is really missing on the host (the reason names it and its
+Debian package); a failed build or start is an error.
 """
 
 from __future__ import annotations
@@ -22,13 +32,15 @@ import uuid
 
 import pytest
 
-from tests.cluster import controlplane
+from tests.cluster import controlplane, node
 from tests.cluster.local_runner import NODE_LABEL, NODE_NAME, TOLERATION, LocalRunner
 
 LOCAL_RUNNER_TOLERATION = TOLERATION
 LOCAL_RUNNER_SELECTOR = {NODE_LABEL: "true"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 KWOK_EXIT_CODE_ANNOTATION = "nova.dev/kwok-exit-code"
+REAL_NODE_SELECTOR = {node.NODE_LABEL: "true"}
+REAL_NODE_TOLERATION = node.TOLERATION
 
 _ns_counter = itertools.count()
 _startup: list[str] = []
@@ -93,6 +105,47 @@ def local_runner(control_plane, tmp_path_factory):
                 except ProcessLookupError:
                     pass
             raise AssertionError(f"the local runner left processes behind: {left}")
+
+
+def _node_tools(kubelet: bool = True) -> None:
+    """Build the node's binaries when Go is there (build.sh is a no-op when they exist), else skip."""
+    missing = node.missing_tools(kubelet)
+    if missing and any("build.sh" in m for m in missing):
+        if controlplane.go_toolchain() is None:
+            pytest.skip("the real node's binaries are built from Go modules and no Go toolchain was found")
+        controlplane.ensure_built(log=lambda m: print(m, flush=True), force=True)
+        missing = node.missing_tools(kubelet)
+    if missing:
+        pytest.skip("no real node on this host; missing: " + "; ".join(missing))
+
+
+@pytest.fixture(scope="session")
+def nova_images():
+    _node_tools(kubelet=False)
+    return node.build_images(log=lambda m: _startup.append(m))
+
+
+@pytest.fixture(scope="session")
+def node_runtime(nova_images):
+    rt = node.start_runtime(nova_images, log=lambda m: _startup.append(m))
+    try:
+        yield rt
+    finally:
+        problems = rt.stop()
+        if problems:
+            raise AssertionError("the real node left things behind on the host:\n" + "\n".join(problems))
+
+
+@pytest.fixture(scope="session")
+def real_node(control_plane, node_runtime):
+    _node_tools()
+    n = node.start_node(control_plane, node_runtime, log=lambda m: _startup.append(m))
+    try:
+        yield n
+    finally:
+        problems = n.stop()
+        if problems:
+            raise AssertionError("stopping the real node: " + "; ".join(problems))
 
 
 def pytest_terminal_summary(terminalreporter):

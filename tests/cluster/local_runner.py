@@ -6,6 +6,12 @@ kwok does not manage (default ``local-runner``, label ``nova.dev/local-runner=tr
 real scheduler binds pods to it; this runner then executes their containers as plain processes on
 this machine and reports their real exit codes through the pods' status subresource.
 
+Why it is still here, next to the real node (tests/cluster/node.py, kubelet + containerd running
+Nova's images): the operator, e2e and reliability suites that use it predate that node and have not
+been moved yet; they need no image build and start in seconds. The chart install, a run to
+Succeeded and the operator-kill / deleted-pod faults already run on the real node
+(tests/cluster/test_real_node.py). Moving the rest and then removing this runner is what is left.
+
 What it does, like kubelet:
 - registers the Node (capacity cpu/memory/pods, Ready condition, InternalIP 127.0.0.1) and renews
   its Lease in kube-node-lease and its Ready heartbeat, so the node lifecycle controller keeps it;
