@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import optuna
 import pytest
@@ -55,6 +57,11 @@ def test_ctrl_c_stops_cleanly_and_a_rerun_resumes(write_run, tmp_path):
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
+            # read-only until the run has made its study: opening the storage with Optuna creates its
+            # tables, which would race the run's own creation of them (SQLite has no IF NOT EXISTS there)
+            with closing(sqlite3.connect(f"file:{out / 'optuna.db'}?mode=ro", uri=True)) as db:
+                if not db.execute("SELECT 1 FROM studies WHERE study_name = 'default.resume.AAA'").fetchone():
+                    raise KeyError("no study yet")
             trials = optuna.load_study(study_name="default.resume.AAA", storage=storage).trials
             if sum(t.state.is_finished() for t in trials) >= 2 and any(t.state == TrialState.RUNNING for t in trials):
                 break

@@ -63,9 +63,10 @@ def test_the_standby_takes_over_a_killed_leader_without_a_second_child(cluster, 
     first = pair()
     wait_for(lambda: leading(first), "the first operator leads", op=first)
     second = pair()
+    # its start-up (imports) can take seconds on a loaded machine: wait for it to say it waits
+    wait_for(lambda: "waiting to lead" in second.output(), "the second operator waits to lead", op=second)
     time.sleep(4)
     assert not leading(second), "two leaders"
-    assert "waiting to lead" in second.output()
     cluster.create_run(run_body("before", gpu={"count": 0}))
     wait_for(lambda: cluster.phase("before") == "Preparing", "the leader serves", op=first)
 
