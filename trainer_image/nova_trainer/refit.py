@@ -43,7 +43,7 @@ def detail(ev: StudyEvaluation) -> dict[str, Any]:
     return out
 
 
-def refit_symbol(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStorage, out_dir: Path,
+def refit_symbol(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStorage, out_dir: Path | str,
                  data: SymbolData | None = None) -> dict[str, Any]:
     try:
         study = optuna.load_study(study_name=run.study_name(symbol), storage=storage)
