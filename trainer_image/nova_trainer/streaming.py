@@ -64,6 +64,7 @@ class StoreBatches(xgb.DataIter):
     def __init__(self, uri: str, label: str, store: ObjectStoreSpec | None = None,
                  columns: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS,
                  cache_prefix: str | None = None) -> None:
+        super().__init__(cache_prefix=cache_prefix, release_data=True, on_host=False)
         self._paths, self._fs, self._format = _files(uri, store)
         self._uri, self._store = uri, store
         names = self._schema_names()
@@ -77,7 +78,6 @@ class StoreBatches(xgb.DataIter):
         self._batch_rows = batch_rows
         self._batches = None
         self.rows = 0
-        super().__init__(cache_prefix=cache_prefix, release_data=True, on_host=False)
 
     def _schema_names(self) -> list[str]:
         first = self._paths[0]
