@@ -68,7 +68,7 @@ class DataSpec(SpecModel):
              "data.uri is required when data.source is 'file' (a folder, file or glob)"),
             ("self.source != 'postgres' || has(self.table) || has(self.query)",
              "data.table or data.query is required when data.source is 'postgres'"),
-            ("!has(self.claimName) || (self.source == 'file' && !self.uri.contains('://') "
+            ("!has(self.claimName) || (self.source == 'file' && has(self.uri) && !self.uri.contains('://') "
              "&& !self.uri.startsWith('/'))",
              "data.claimName needs data.source 'file' and a uri relative to the volume (no scheme, no leading /)"),
         )

@@ -26,7 +26,7 @@ MLSERVER_IMPLEMENTATION = "mlserver_xgboost.XGBoostModel"
 def service_name(run_name: str, symbol: str) -> str:
     """A DNS-1035 label for the InferenceService: <run>-<symbol>, lower case, at most 63 characters."""
     raw = f"{run_name}-{symbol}".lower()
-    name = re.sub(r"[^a-z0-9-]+", "-", raw).strip("-")
+    name = re.sub(r"[^a-z0-9]+", "-", raw).strip("-")
     if not name or not name[0].isalpha():
         name = f"m-{name}"
     return name[:63].rstrip("-")
