@@ -84,6 +84,10 @@ def cmd_refit(args) -> int:
     out = _out_dir(args, run)
     out.mkdir(parents=True, exist_ok=True)
     root = model_root(run, out)
+    if root != str(out):  # an object store: a refused bucket fails the Job now (exit 2), once
+        from nova_trainer import store as stores
+
+        stores.check_writable(stores.place(root, run.spec.output.object_store, role="output"))
     storage = open_storage(resolve_url(out), run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
     summary: dict[str, dict[str, Any]] = {}
     for symbol in [args.symbol] if args.symbol else run.spec.data.symbols:

@@ -132,6 +132,19 @@ def check_bucket(p: Place, doing: str) -> None:
             f"{p.uri}: cannot {doing} ({p.where}): no such bucket") from None
 
 
+def check_writable(p: Place) -> None:
+    """Write and remove a probe object under the prefix: a missing bucket or a key without write
+    access is one line now, before any work whose result could not be kept."""
+    check_bucket(p, "write")
+    probe = p.child(TMP_DIR, f"write-check-{uuid.uuid4().hex}")
+    try:
+        with p.fs.open_output_stream(probe.path) as f:
+            f.write(b"")
+        p.fs.delete_file(probe.path)
+    except OSError as exc:
+        raise explain(exc, p, "write") from None
+
+
 def info(p: Place) -> pafs.FileInfo:
     try:
         return p.fs.get_file_info(p.path)

@@ -66,7 +66,7 @@ def cmd_validate(args) -> int:
     from nova_trainer.local.datacheck import check_symbols
 
     problems = check_symbols(spec.data)
-    for problem in problems.values():
+    for problem in dict.fromkeys(problems.values()):  # a refused bucket is one line, not one per symbol
         print(f"error: {problem}", file=sys.stderr)
     if problems:
         return 2

@@ -134,8 +134,12 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
           + (f", models {root}" if root != str(out_dir) else ""), flush=True)
     problems = check_symbols(run.spec.data)
     if problems:
-        raise DataError("\n".join(problems.values()) + "\nfix data.symbols or data.uri; `nova symbols` lists "
+        raise DataError("\n".join(dict.fromkeys(problems.values())) + "\nfix data.symbols or data.uri; `nova symbols` lists "
                         "the bundled data")
+    if root != str(out_dir):  # an object store: a refused bucket stops the run now, not after tuning
+        from nova_trainer import store as stores
+
+        stores.check_writable(stores.place(root, run.spec.output.object_store, role="output"))
     (out_dir / "run.json").write_text(run.to_json())
     storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
     source = previous_run(warm_start_from) if warm_start_from is not None else None
