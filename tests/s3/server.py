@@ -143,7 +143,8 @@ class S3Server:
 
         return pafs.S3FileSystem(access_key=access_key, secret_key=secret_key, endpoint_override=self.endpoint
                                  .removeprefix("http://"), scheme="http", region="us-east-1", connect_timeout=2,
-                                 request_timeout=10, retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
+                                 request_timeout=10, allow_bucket_creation=True, allow_bucket_deletion=True,
+                                 retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=1))
 
     def make_bucket(self, name: str | None = None) -> str:
         name = name or f"nova-{uuid.uuid4().hex[:12]}"

@@ -17,7 +17,7 @@ import pandas as pd
 from nova import object_store
 from nova.errors import DataError
 from nova.spec import DataSpec, ObjectStoreSpec
-from nova_trainer.data.frame import LINE_OFFSET_ATTR
+from nova_trainer.data.frame import LINE_OFFSET_ATTR, TIME_COLUMNS
 
 DATA_ROOT_ENV = "NOVA_DATA_ROOT"  # set by the operator where data.claimName is mounted
 BATCH_ROWS = 262_144  # rows per batch when a long table is scanned for one symbol
@@ -117,11 +117,32 @@ def _remote_candidates(uri: str, store: ObjectStoreSpec | None):
     return files
 
 
+def _long_table_batches(p, is_parquet: bool):
+    """(schema names, batch iterator) of one object, read in row batches. CSV time columns stay
+    strings, so they are parsed by Nova's own rules (frame.py), as a local CSV's are."""
+    import pyarrow as pa
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    if is_parquet:
+        file = pq.ParquetFile(p.fs.open_input_file(p.path))
+        return file.schema_arrow.names, file.iter_batches(batch_size=BATCH_ROWS)
+
+    def reader(types=None):
+        stream = p.fs.open_input_stream(p.path, compression="gzip" if p.path.endswith(".gz") else None)
+        return pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=16 << 20),
+                             convert_options=pcsv.ConvertOptions(column_types=types or {}))
+
+    names = reader().schema.names
+    times = {n: pa.string() for n in names if n.strip().lower() in TIME_COLUMNS}
+    return names, iter(reader(times))
+
+
 def _read_remote(p, columns_filter: str | None = None) -> pd.DataFrame:
-    """One object as a frame. With `columns_filter` (a symbol), a long table is scanned in row batches
-    and only that symbol's rows are kept, so the table never has to fit in memory."""
+    """One object as a frame. With `columns_filter` (a symbol), a long table is read in row batches
+    and only that symbol's rows are kept, so the whole table never has to fit in memory."""
+    import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.dataset as ds
 
     from nova_trainer import store as stores
 
@@ -134,19 +155,20 @@ def _read_remote(p, columns_filter: str | None = None) -> pd.DataFrame:
             frame = pd.read_csv(io.BytesIO(data), compression="gzip" if p.uri.endswith(".gz") else None)
             frame.attrs[LINE_OFFSET_ATTR] = 2
             return frame
-        dataset = ds.dataset(p.path, filesystem=p.fs, format="parquet" if is_parquet else "csv")
-        names = {n.strip().lower(): n for n in dataset.schema.names}
-        if "symbol" not in names:
+        names, batches = _long_table_batches(p, is_parquet)
+        column = {n.strip().lower(): n for n in names}.get("symbol")
+        if column is None:
             raise DataError(f"{p.uri}: no 'symbol' column and no file named {columns_filter}.csv/.parquet")
-        column = names["symbol"]
-        mask = pc.cast(pc.field(column), "string") == columns_filter
-        parts = [b for b in dataset.to_batches(filter=mask, batch_size=BATCH_ROWS) if b.num_rows]
+        parts, seen = [], set()
+        for batch in batches:
+            values = pc.cast(batch.column(column), pa.string())
+            kept = batch.filter(pc.equal(values, columns_filter))
+            if kept.num_rows:
+                parts.append(kept)
+            elif not parts and len(seen) < 20:
+                seen.update(values.unique().to_pylist())
         if not parts:
-            known = sorted({str(v) for b in dataset.to_batches(columns=[column], batch_size=BATCH_ROWS)
-                            for v in b.column(0).unique().to_pylist()})[:20]
-            raise DataError(f"unknown symbol '{columns_filter}' in {p.uri}; it holds {known}")
-        import pyarrow as pa
-
+            raise DataError(f"unknown symbol '{columns_filter}' in {p.uri}; it holds {sorted(seen)[:20]}")
         frame = pa.Table.from_batches(parts).to_pandas()
         frame.columns = [str(c).strip().lower() for c in frame.columns]
         return frame.drop(columns=["symbol"])
