@@ -34,7 +34,7 @@ from _common import table, write_result  # noqa: E402
 
 PARAMS = {"tree_method": "hist", "max_depth": 6, "nthread": 2, "objective": "binary:logistic",
           "max_bin": 256, "verbosity": 0}
-ROUNDS = 20
+ROUNDS = 10
 COLS = 100
 PART_ROWS = 100_000
 LABEL = "__target__"

@@ -359,6 +359,9 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
                                             if cfg.output_claim else {"emptyDir": {}})})
     gpus = {spec.gpu.resource_name: spec.gpu.count} if spec.gpu.count > 0 else {}
     refit = _container(run, cfg, "refit", [], _resources(spec.resources.trainer, gpus), mounts)
+    if cfg.output_claim and not object_store.is_remote(output_dir(run)):  # KServe reads the claim as pvc://
+        refit["env"].append({"name": "NOVA_OUTPUT_SERVING_URI",
+                             "value": f"pvc://{cfg.output_claim}/{run.namespace}/{run.name}"})
     refit["command"] = ["sh", "-c", 'nova-trainer refit --config "$0" --out "$1" && cat "$1/summary.json" > "$2"',
                         RUN_JSON, out, RESULT_PATH]
     refit.pop("args")

@@ -221,6 +221,8 @@ def test_refit_job_writes_the_model_to_the_output_volume(claim, kind):
     output = next(v for v in pod["volumes"] if v["name"] == "output")
     assert kind in output
     mount = next(m for m in c["volumeMounts"] if m["name"] == "output")
+    serving = {e["name"]: e.get("value") for e in c["env"]}.get("NOVA_OUTPUT_SERVING_URI")
+    assert serving == ("pvc://models/team-a/r1" if claim else None)
     if claim:
         assert output["persistentVolumeClaim"] == {"claimName": "models"}
         assert mount["subPath"] == "team-a/r1", "runs share the claim: each must write in its own folder"

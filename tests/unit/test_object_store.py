@@ -48,3 +48,13 @@ def test_inference_service_names_are_dns_labels():
     isvc = yaml.safe_load(inference_service("^GSPC", "s3://m/ns/r/^GSPC", {"name": "r", "namespace": "ns"}))
     assert isvc["metadata"] == {"name": "r-gspc", "labels": {"nova.dev/run": "r", "nova.dev/symbol": "_GSPC"},
                                 "namespace": "ns"}
+
+
+def test_kserve_storage_uri_on_the_claim_is_pvc_and_on_a_bucket_the_folder(monkeypatch):
+    from nova_trainer.serving import storage_uri
+
+    assert storage_uri("s3://m/ns/r/AAA", "AAA") == "s3://m/ns/r/AAA"
+    assert storage_uri("/output/ns/r/AAA", "AAA") == "/output/ns/r/AAA"
+    monkeypatch.setenv("NOVA_OUTPUT_SERVING_URI", "pvc://models/ns/r")
+    assert storage_uri("/output/ns/r/AAA", "AAA") == "pvc://models/ns/r/AAA"
+    assert storage_uri("s3://m/ns/r/AAA", "AAA") == "s3://m/ns/r/AAA"

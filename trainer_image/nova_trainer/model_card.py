@@ -60,7 +60,7 @@ def write_model(root: str, symbol: str, booster: xgb.Booster, card: dict[str, An
         MODEL_FILE: bytes(booster.save_raw("ubj")),
         MODEL_JSON: bytes(booster.save_raw("json")),
         serving.MLSERVER_FILE: serving.model_settings(symbol, card, run).encode(),
-        serving.KSERVE_FILE: serving.inference_service(symbol, folder.uri, run).encode(),
+        serving.KSERVE_FILE: serving.inference_service(symbol, serving.storage_uri(folder.uri, symbol), run).encode(),
         CARD_FILE: mask(json.dumps(card, indent=2, default=str)).encode(),  # last: the done marker
     }
     for name, data in files.items():

@@ -13,6 +13,7 @@ XGBoost checks them, so a column in the wrong place is refused instead of silent
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any
 
@@ -21,6 +22,7 @@ import yaml
 MLSERVER_FILE = "model-settings.json"
 KSERVE_FILE = "inferenceservice.yaml"
 MLSERVER_IMPLEMENTATION = "mlserver_xgboost.XGBoostModel"
+SERVING_URI_ENV = "NOVA_OUTPUT_SERVING_URI"
 
 
 def service_name(run_name: str, symbol: str) -> str:
@@ -60,6 +62,14 @@ def inference_service(symbol: str, folder_uri: str, run: dict[str, Any] | None =
         }}},
     }
     return yaml.safe_dump(manifest, sort_keys=False)
+
+
+def storage_uri(folder_uri: str, symbol: str) -> str:
+    """What KServe's storageUri must say for a symbol's folder: the folder's own URI on an object
+    store; on the operator's output claim, pvc://<claim>/<namespace>/<run>/<symbol> (the refit pod
+    gets that prefix as $NOVA_OUTPUT_SERVING_URI, since it sees the claim only as a mounted path)."""
+    base = os.environ.get(SERVING_URI_ENV)
+    return f"{base.rstrip('/')}/{symbol}" if base and "://" not in folder_uri else folder_uri
 
 
 def v2_request(frame, name: str = "features") -> dict[str, Any]:
