@@ -42,7 +42,7 @@ class Location:
 
 
 def is_remote(uri: str | None) -> bool:
-    return bool(uri) and uri.split("://", 1)[0].lower() in SCHEMES and "://" in uri  # type: ignore[union-attr]
+    return bool(uri) and "://" in str(uri) and str(uri).split("://", 1)[0].lower() in SCHEMES
 
 
 def parse(uri: str) -> Location:

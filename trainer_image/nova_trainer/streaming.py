@@ -18,8 +18,8 @@ import logging
 import os
 import posixpath
 import tempfile
-from collections.abc import Sequence
-from typing import Literal
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -35,7 +35,7 @@ BATCH_ROWS = 100_000
 External = Literal["auto", "always", "never"]
 
 
-def _files(uri: str, store: ObjectStoreSpec | None) -> tuple[list[str], object, str]:
+def _files(uri: str, store: ObjectStoreSpec | None) -> tuple[list[str], stores.pafs.FileSystem, str]:
     """(paths, pyarrow file system, format) of the Parquet or CSV files at `uri` (one file or a folder)."""
     p = stores.place(uri, store)
     kind = stores.info(p).type
@@ -76,7 +76,7 @@ class StoreBatches(xgb.DataIter):
             raise DataError(f"{uri}: no column(s) {missing[:10]}")
         self._label = label
         self._batch_rows = batch_rows
-        self._batches = None
+        self._batches: Iterator[Any] | None = None
         self.rows = 0
 
     def _schema_names(self) -> list[str]:

@@ -159,7 +159,7 @@ def _read_remote(p, columns_filter: str | None = None) -> pd.DataFrame:
         column = {n.strip().lower(): n for n in names}.get("symbol")
         if column is None:
             raise DataError(f"{p.uri}: no 'symbol' column and no file named {columns_filter}.csv/.parquet")
-        parts, seen = [], set()
+        parts, seen = [], set[str]()
         for batch in batches:
             values = pc.cast(batch.column(column), pa.string())
             kept = batch.filter(pc.equal(values, columns_filter))
