@@ -3,7 +3,8 @@
 One file-system layer for both, pyarrow.fs: it is already the trainer's Parquet reader, it streams
 row batches straight from the store (`pyarrow.dataset` over the same file system) and it speaks S3
 (any S3-compatible endpoint), GCS and Azure with no extra package. Measured against s3fs (fsspec)
-and obstore in `bench/object_store_scaling.py`'s notes in the README.
+and obstore by `bench/fs_layers.py` (a 40 MB Parquet object from SeaweedFS on loopback): 0.49 s and
+383 MiB peak, against 1.55 s / 510 MiB (s3fs) and 0.64 s / 504 MiB (obstore).
 
 Credentials: in a pod, the operator puts the run's Secret into NOVA_DATA_* / NOVA_OUTPUT_* variables
 (one set per role, since data and output may use different Secrets); elsewhere the environment's
