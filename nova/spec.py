@@ -40,6 +40,23 @@ class SpecModel(BaseModel):
     )
 
 
+class ObjectStoreSpec(SpecModel):
+    """How to reach an object store named by an `s3://` (or `gs://`, `az://`) URI. No credentials
+    here: they come from `credentialsSecret` in a cluster, from the environment locally."""
+
+    endpoint: str | None = Field(None, max_length=512, pattern=r"^https?://[^\s/@]+(/.*)?$",
+                                 description="S3-compatible endpoint URL (http://minio.storage:9000); "
+                                 "default: AWS's endpoint for the region")
+    region: str | None = Field(None, max_length=64, pattern=r"^[a-z0-9-]+$",
+                               description="Region (default: the environment's, else us-east-1)")
+    path_style: bool = Field(True, description="Path-style addressing (http://endpoint/bucket/key), what "
+                             "most S3-compatible servers want; false: virtual-hosted (bucket.endpoint)")
+    credentials_secret: str | None = Field(
+        None, pattern=DNS_LABEL_PATTERN, max_length=253, description="Secret of the run's namespace with the "
+        "keys AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and optional AWS_SESSION_TOKEN), given to the "
+        "pods as environment variables; never copied into status, Events, ConfigMaps or model cards")
+
+
 class DataSpec(SpecModel):
     """Where the bars come from and which ones."""
 
@@ -51,6 +68,9 @@ class DataSpec(SpecModel):
              "data.uri is required when data.source is 'file' (a folder, file or glob)"),
             ("self.source != 'postgres' || has(self.table) || has(self.query)",
              "data.table or data.query is required when data.source is 'postgres'"),
+            ("!has(self.claimName) || (self.source == 'file' && has(self.uri) && !self.uri.contains('://') "
+             "&& !self.uri.startsWith('/'))",
+             "data.claimName needs data.source 'file' and a uri relative to the volume (no scheme, no leading /)"),
         )
     )
 
@@ -63,7 +83,14 @@ class DataSpec(SpecModel):
     end: dt.date | None = Field(None, strict=False, description="Last day (inclusive)")
     interval: Literal["1d", "1h", "15m", "5m", "1m"] = Field("1d", description="Bar interval")
     uri: str | None = Field(None, max_length=1024, description="file: a folder of <symbol>.csv|.parquet, "
-                            "one long table with a 'symbol' column, or a glob")
+                            "one long table with a 'symbol' column, or a glob; a path, or an object-store "
+                            "URI (s3://bucket/prefix, see objectStore); with claimName, a path inside that "
+                            "volume")
+    claim_name: str | None = Field(None, pattern=DNS_LABEL_PATTERN, max_length=253,
+                                   description="file: a PersistentVolumeClaim of the run's namespace, mounted "
+                                   "read-only in the pods; uri is then relative to it")
+    object_store: ObjectStoreSpec = Field(default_factory=ObjectStoreSpec,
+                                          description="Endpoint, region and credentials of an s3:// uri")
     table: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$",
                               description="postgres: table with symbol, timestamp, open, high, low, close, volume")
     query: str | None = Field(None, max_length=4096, description="postgres: a query with a %(symbol)s parameter")
@@ -101,6 +128,10 @@ def check_data_source(data: DataSpec) -> None:
         raise ValueError("data.uri is required when data.source is 'file' (a folder, file or glob)")
     if data.source == "postgres" and not (data.table or data.query):
         raise ValueError("data.table or data.query is required when data.source is 'postgres'")
+    uri = data.uri or ""
+    if data.claim_name and (data.source != "file" or "://" in uri or uri.startswith("/")):
+        raise ValueError("data.claimName needs data.source 'file' and a uri relative to the volume "
+                         "(no scheme, no leading /)")
     if len(set(data.symbols)) != len(data.symbols):
         raise ValueError("data.symbols has duplicates")
 
@@ -424,8 +455,11 @@ class PrepSpec(SpecModel):
 class OutputSpec(SpecModel):
     """Where the refit writes the models."""
 
-    uri: str | None = Field(None, max_length=1024, description="Folder for models and model cards; "
-                            "defaults to runs/<name> locally and /output in a cluster")
+    uri: str | None = Field(None, max_length=1024, description="Folder for models, model cards and serving "
+                            "files; defaults to runs/<name> locally and /output in a cluster. An object-store "
+                            "URI (s3://bucket/prefix) gets a run-scoped prefix: <uri>/<namespace>/<run>/<symbol>/")
+    object_store: ObjectStoreSpec = Field(default_factory=ObjectStoreSpec,
+                                          description="Endpoint, region and credentials of an s3:// uri")
 
 
 class TrainingRunSpec(SpecModel):
@@ -585,3 +619,4 @@ def _line(prefix: str, loc: tuple[Any, ...], message: str) -> str:
 
 
 DataSpec.model_rebuild()
+OutputSpec.model_rebuild()

@@ -82,6 +82,8 @@ class SymbolModel(StatusModel):
     """One symbol's refitted model."""
 
     symbol: str = Field(..., description="The symbol")
+    uri: str | None = Field(None, description="The symbol's folder: model.ubj, model.json, card.json, "
+                            "model-settings.json (MLServer) and inferenceservice.yaml (KServe)")
     file: str | None = Field(None, description="Model file, relative to model.uri")
     best_value: float | None = Field(None, description="Best value of the tuning metric of its study")
     metrics: dict[str, float] = Field(default_factory=dict, description="Walk-forward metrics of the refit")
@@ -92,7 +94,7 @@ class SymbolModel(StatusModel):
 class ModelStatus(StatusModel):
     """Where the refit wrote the models, and how good they are."""
 
-    uri: str = Field(..., description="Folder (or object-store prefix) holding every symbol's model and card")
+    uri: str = Field(..., description="Folder (or the run's object-store prefix) holding one folder per symbol")
     symbols: list[SymbolModel] = Field(default_factory=list, description="One entry per symbol")
 
 

@@ -1,4 +1,5 @@
-"""Shared fixtures: a real PostgreSQL (started once per session on loopback) and small runs."""
+"""Shared fixtures: a real PostgreSQL and a real S3-compatible server (each started once per session
+on loopback), and small runs."""
 
 from __future__ import annotations
 
@@ -21,6 +22,35 @@ def postgres() -> PostgresServer:
     server = start_postgres()
     yield server
     server.destroy()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """The real S3-compatible server (SeaweedFS), once per session; skipped where tests/s3/build.sh
+    could not build it (no Go toolchain)."""
+    from tests.s3.server import start_s3, weed_binary
+
+    binary = weed_binary()
+    if binary is None:
+        pytest.skip("no weed binary (tests/s3/build.sh builds it; dev/test runs that)")
+    server = start_s3(binary)
+    yield server
+    server.destroy()
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh bucket per test."""
+    return s3_server.make_bucket()
+
+
+@pytest.fixture
+def s3_env(s3_server, monkeypatch) -> dict[str, str]:
+    """The environment of a local user of that server: keys, endpoint, region."""
+    env = s3_server.env()
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return env
 
 
 @pytest.fixture

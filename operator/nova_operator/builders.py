@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from nova import object_store
 from nova.cpus import CPUS_ENV, cpu_source
 from nova.spec import API_GROUP, API_VERSION, KIND, ContainerResources, ResolvedRun, SecretRef
 
@@ -19,6 +20,9 @@ RUN_JSON = f"{CONFIG_DIR}/run.json"
 FEATURES_DIR = "/work/features"
 DEFAULT_OUTPUT_ROOT = "/output"
 RESULT_PATH = "/dev/termination-log"
+REMOTE_WORK_DIR = "/work/output"
+DATA_CLAIM_DIR = "/data"  # where data.claimName is mounted (read-only); data.uri is relative to it
+DATA_ROOT_ENV = "NOVA_DATA_ROOT"  # the refit's own files (summary.json) when the models go to a store
 STORAGE_URL_ENV = "NOVA_STORAGE_URL"
 DATA_URL_ENV = "NOVA_DATA_URL"
 RUN_LABEL = f"{API_GROUP}/run"
@@ -145,7 +149,21 @@ def required_secrets(run: ResolvedRun, cfg: OperatorConfig) -> list[tuple[str, S
         found.append((DEFAULT_STORAGE_SECRET_SOURCE, cfg.default_storage_secret))
     if run.spec.data.secret_ref is not None:
         found.append(("spec.data.secretRef", run.spec.data.secret_ref))
+    for field_name, secret in _credential_secrets(run):
+        for key in (object_store.ACCESS_KEY, object_store.SECRET_KEY):  # the session token is optional
+            found.append((field_name, SecretRef(name=secret, key=key)))
     return found
+
+
+def _credential_secrets(run: ResolvedRun) -> list[tuple[str, str]]:
+    """(field, Secret name) of the object-store credentials the pods need: data's when data.uri is
+    an object-store URI, output's when output.uri is."""
+    out = []
+    for role, part in (("data", run.spec.data), ("output", run.spec.output)):
+        secret = part.object_store.credentials_secret
+        if secret and object_store.is_remote(part.uri):
+            out.append((f"spec.{role}.objectStore.credentialsSecret", secret))
+    return out
 
 
 def _secret_env(name: str, ref: SecretRef) -> dict[str, Any]:
@@ -159,6 +177,10 @@ def _env(run: ResolvedRun, cfg: OperatorConfig) -> list[dict[str, Any]]:
         env.append(_secret_env(STORAGE_URL_ENV, ref))
     if spec.data.secret_ref is not None:
         env.append(_secret_env(DATA_URL_ENV, spec.data.secret_ref))
+    for field_name, secret in _credential_secrets(run):
+        env += object_store.secret_env(field_name.split(".")[1], secret)
+    if spec.data.claim_name:
+        env.append({"name": DATA_ROOT_ENV, "value": DATA_CLAIM_DIR})
     device = spec.model.device
     # Device and RMM pool sizes as env: the trainer reads them from run.json (the one source of
     # truth); these mirror them so that `kubectl describe pod` shows what the pod will ask of its GPU.
@@ -228,17 +250,21 @@ def _pod_scheduling(run: ResolvedRun) -> dict[str, Any]:
     return out
 
 
-def _mounts(*extra: dict[str, Any]) -> list[dict[str, Any]]:
+def _mounts(run: ResolvedRun, *extra: dict[str, Any]) -> list[dict[str, Any]]:
+    data = ([{"name": "data", "mountPath": DATA_CLAIM_DIR, "readOnly": True}]
+            if run.spec.data.claim_name else [])
     return [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "work", "mountPath": "/work"},
-            *extra]
+            *data, *extra]
 
 
 def _volumes(run: ResolvedRun, *extra: dict[str, Any]) -> list[dict[str, Any]]:
     return [{"name": "config", "configMap": {"name": config_map_name(run.name)}},
             {"name": "tmp", "emptyDir": {}},
             {"name": "work", "emptyDir": {}},
+            *([{"name": "data", "persistentVolumeClaim": {"claimName": run.spec.data.claim_name, "readOnly": True}}]
+              if run.spec.data.claim_name else []),
             *extra]
 
 
@@ -293,11 +319,11 @@ def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> 
     spec = run.spec
     features = {"name": "features", "mountPath": FEATURES_DIR}
     prep = _container(run, cfg, "prep", ["prep", "--config", RUN_JSON, "--out", FEATURES_DIR, "--linger"],
-                      _resources(spec.resources.prep), _mounts(features))
+                      _resources(spec.resources.prep), _mounts(run, features))
     prep["restartPolicy"] = "Always"  # a native sidecar: runs beside the trainer, stops after it
     gpus = {spec.gpu.resource_name: spec.gpu.count} if spec.gpu.count > 0 else {}
     trainer = _container(run, cfg, "trainer", ["tune", "--config", RUN_JSON, "--shards", FEATURES_DIR],
-                         _resources(spec.resources.trainer, gpus), _mounts(features))
+                         _resources(spec.resources.trainer, gpus), _mounts(run, features))
     pod_labels = labels(run, "worker", cfg)
     return _queued({
         "apiVersion": "batch/v1", "kind": "Job",
@@ -326,7 +352,10 @@ def worker_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> 
 
 
 def output_dir(run: ResolvedRun) -> str:
-    return run.spec.output.uri or f"{DEFAULT_OUTPUT_ROOT}/{run.namespace}/{run.name}"
+    """Where the run's models go, as status.model.uri shows it: the run-scoped prefix of an
+    object-store output.uri, else the folder the output volume is mounted at."""
+    local = run.spec.output.uri or f"{DEFAULT_OUTPUT_ROOT}/{run.namespace}/{run.name}"
+    return object_store.model_root(run, local)
 
 
 def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> dict[str, Any]:
@@ -334,9 +363,11 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
     summary goes to the termination message, where the operator reads it for status.model."""
     spec = run.spec
     out = output_dir(run)
-    mounts = _mounts()
+    mounts = _mounts(run)
     volumes = _volumes(run)
-    if "://" not in out:  # a path: mount the output volume there (writable, unlike the root filesystem)
+    if object_store.is_remote(out):  # models go to the store; summary.json to the writable /work
+        out = REMOTE_WORK_DIR
+    else:  # a path: mount the output volume there (writable, unlike the root filesystem)
         # on the shared claim each run gets its own folder, <namespace>/<run> (kubelet creates it), so
         # two runs never write over each other's models and a pod sees only its own run's files
         mounts.append({"name": "output", "mountPath": out,
@@ -345,6 +376,9 @@ def refit_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig) -> d
                                             if cfg.output_claim else {"emptyDir": {}})})
     gpus = {spec.gpu.resource_name: spec.gpu.count} if spec.gpu.count > 0 else {}
     refit = _container(run, cfg, "refit", [], _resources(spec.resources.trainer, gpus), mounts)
+    if cfg.output_claim and not object_store.is_remote(output_dir(run)):  # KServe reads the claim as pvc://
+        refit["env"].append({"name": "NOVA_OUTPUT_SERVING_URI",
+                             "value": f"pvc://{cfg.output_claim}/{run.namespace}/{run.name}"})
     refit["command"] = ["sh", "-c", 'nova-trainer refit --config "$0" --out "$1" && cat "$1/summary.json" > "$2"',
                         RUN_JSON, out, RESULT_PATH]
     refit.pop("args")
@@ -387,7 +421,7 @@ def promote_job(run: ResolvedRun, owner: dict[str, Any], cfg: OperatorConfig, re
     root = promotion_root(run, cfg)
     if root is None:
         raise ValueError("promotion needs the operator's output claim and runs without output.uri")
-    mounts = _mounts({"name": "output", "mountPath": root, "subPath": run.namespace})
+    mounts = _mounts(run, {"name": "output", "mountPath": root, "subPath": run.namespace})
     volumes = _volumes(run, {"name": "output", "persistentVolumeClaim": {"claimName": cfg.output_claim}})
     args = ["promote", "--config", RUN_JSON, "--request", json.dumps(request, separators=(",", ":")),
             "--result", RESULT_PATH]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nova.budget import TrialCounts
+from nova.object_store import join, symbol_folder
 from nova.spec import ResolvedRun
 from nova.status import (
     BestParam,
@@ -155,7 +156,8 @@ def parse_refit_result(run: ResolvedRun, out_uri: str, result: str | None,
         elif isinstance(item, dict):
             metrics = {k: float(v) for k, v in (item.get("metrics") or {}).items()
                        if isinstance(v, (int, float)) and not isinstance(v, bool)}
-            symbols.append(SymbolModel(symbol=symbol, file=item.get("model"), best_value=item.get("best_value"),
+            symbols.append(SymbolModel(symbol=symbol, uri=join(out_uri, symbol_folder(symbol)),
+                                       file=item.get("model"), best_value=item.get("best_value"),
                                        metrics=metrics, evaluation=_evaluation(item.get("evaluation"))))
         else:
             symbols.append(SymbolModel(symbol=symbol, best_value=study.best_value if study else None))

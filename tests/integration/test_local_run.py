@@ -32,8 +32,8 @@ def test_nova_run_tunes_refits_and_reports(write_run, tmp_path):
     assert header.split()[:5] == ["symbol", "trials", "pruned", "trial", "auc"]
     assert {"net", "DSR", "E[max]", "PBO", "hold.net", "B&H"} <= set(header.split())
     for symbol in ("AAA", "BBB"):
-        card = json.loads((out / f"{symbol}.card.json").read_text())
-        assert (out / f"{symbol}.ubj").stat().st_size > 0
+        card = json.loads((out / symbol / "card.json").read_text())
+        assert (out / symbol / "model.ubj").stat().st_size > 0 and (out / symbol / "model-settings.json").exists()
         assert card["device"]["used"] == "cpu" and card["best_value"] > 0
         assert len(card["folds"]) == 2 and card["features"]
         assert 0 <= card["evaluation"]["dsr"] <= 1 and 0 <= card["evaluation"]["pbo"] <= 1

@@ -54,6 +54,6 @@ def test_prep_sidecar_feeds_the_trainer_then_refit_writes_models(write_run, pg_u
     assert set(summary) == {"AAA", "NOPE_BAD", "BBB"} and "error" in summary["NOPE_BAD"]
     assert 0 <= summary["AAA"]["evaluation"]["dsr"] <= 1 and "pbo" in summary["AAA"]["evaluation"]
     assert len((output / "summary.json").read_bytes()) < 4096  # the termination message's limit
-    card = json.loads((output / "AAA.card.json").read_text())
+    card = json.loads((output / "AAA" / "card.json").read_text())
     assert card["study"] == "default.pod.AAA" and card["best_trial"] >= 0
-    assert "nova-test-pw" not in (output / "AAA.card.json").read_text()
+    assert "nova-test-pw" not in (output / "AAA" / "card.json").read_text()

@@ -34,6 +34,10 @@ def create(api: k8s.ApiClient, namespace: str, body: dict, dry_run: bool = True)
 
 
 BAD = [
+    ({"data": {"symbols": ["AAPL"], "source": "file", "uri": "s3://b/x", "claimName": "bars"}},
+     "data.claimName needs data.source 'file' and a uri relative to the volume"),
+    ({"data": {"symbols": ["AAPL"], "claimName": "bars"}}, "data.claimName needs data.source 'file'"),
+    ({"output": {"objectStore": {"endpoint": "minio:9000"}}}, "spec.output.objectStore.endpoint"),
     ({"validation": {"walkForward": {"gap": 0}}, "target": {"horizon": 3}}, "gap must be >= target.horizon"),
     ({"data": {"symbols": ["AAPL"], "start": "2010-01-01", "end": "2009-01-01"}}, "data.start must be before data.end"),
     ({"data": {"symbols": []}}, "spec.data.symbols"),
@@ -98,7 +102,7 @@ def test_every_case_is_also_refused_by_the_spec_models():
             TrainingRunSpec.model_validate(manifest(**copy.deepcopy(spec))["spec"])
 
 
-@pytest.mark.parametrize("example", ["quickstart.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("example", ["quickstart.yaml", "gpu.yaml", "object-store.yaml"])
 def test_examples_are_accepted_and_defaulted_like_the_operator_resolves_them(kube, kube_namespace, example):
     body = yaml.safe_load((ROOT / "examples" / example).read_text())
     stored = create(kube, kube_namespace, body)

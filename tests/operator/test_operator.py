@@ -178,8 +178,8 @@ def test_gpu_run_from_apply_to_succeeded(cluster, operator, storage_url, gpu_nod
     wait_for(lambda: cluster.phase("gpu") == "Succeeded", "Succeeded", timeout=90, op=op)
     status = cluster.run("gpu")["status"]
     assert status["model"]["uri"] == f"/output/{kube_namespace}/gpu"
-    assert status["model"]["symbols"][0] == {"symbol": "AAA", "file": "AAA.ubj", "bestValue": 0.64,
-                                             "metrics": {"auc": 0.63}}
+    assert status["model"]["symbols"][0] == {"symbol": "AAA", "uri": f"/output/{kube_namespace}/gpu/AAA",
+                                             "file": "AAA.ubj", "bestValue": 0.64, "metrics": {"auc": 0.63}}
     assert status["trials"] == "6/6" and status["bestValue"] == 0.64
     assert status["workers"]["succeeded"] == 2 and status["workers"]["active"] == 0
     assert cluster.condition("gpu", "Ready")["status"] == "True"

@@ -85,12 +85,12 @@ def test_a_worse_second_run_is_warm_started_judged_and_not_promoted(e2e, operato
     promoted = status["promoted"]["AAA"]
     assert promoted["run"] == first and promoted["metric"] == "auc" and promoted["scores"]["metric"] > 0.8
     assert promoted["currentUri"] == f"/output/{e2e.ns}/sched/current/AAA/"
-    assert promoted["modelUri"] == f"/output/{e2e.ns}/{first}/AAA.ubj"  # as the run's status.model says
+    assert promoted["modelUri"].rstrip("/") == f"/output/{e2e.ns}/{first}/AAA"  # as the run's status.model says
     current = claim / e2e.ns / "sched" / "current" / "AAA"
     assert json.loads((current / "promoted.json").read_text())["run"] == first
-    assert (current / "AAA.ubj").read_bytes() == (claim / e2e.ns / first / "AAA.ubj").read_bytes()
+    assert (current / "model.ubj").read_bytes() == (claim / e2e.ns / first / "AAA" / "model.ubj").read_bytes()
     # the run learned without the newest 65 bars (promotion gap + window), the judgement used them
-    card = json.loads((claim / e2e.ns / first / "AAA.card.json").read_text())
+    card = json.loads((claim / e2e.ns / first / "AAA" / "card.json").read_text())
     assert decision["window"].split("..")[0] > card["data"]["end"]
 
     # deliberately worse: one boosting round of one split

@@ -64,7 +64,7 @@ def test_a_local_run_writes_the_password_nowhere(postgres, secret_db, tmp_path):
     # the run really used the database: its studies are there
     assert postgres.psql("SELECT count(*) FROM studies", database=role) == "1"
     needles = _forms(password)
-    assert (out / "run.json").exists() and (out / "AAA.card.json").exists() and (out / "logs").is_dir()
+    assert (out / "run.json").exists() and (out / "AAA" / "card.json").exists() and (out / "logs").is_dir()
     leaks = [f"stdout: {n!r}" for n in needles if n in result.stdout]
     leaks += [f"stderr: {n!r}" for n in needles if n in result.stderr]
     leaks += _grep_tree(out, needles)

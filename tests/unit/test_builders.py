@@ -222,6 +222,8 @@ def test_refit_job_writes_the_model_to_the_output_volume(claim, kind):
     output = next(v for v in pod["volumes"] if v["name"] == "output")
     assert kind in output
     mount = next(m for m in c["volumeMounts"] if m["name"] == "output")
+    serving = {e["name"]: e.get("value") for e in c["env"]}.get("NOVA_OUTPUT_SERVING_URI")
+    assert serving == ("pvc://models/team-a/r1" if claim else None)
     if claim:
         assert output["persistentVolumeClaim"] == {"claimName": "models"}
         assert mount["subPath"] == "team-a/r1", "runs share the claim: each must write in its own folder"
@@ -232,6 +234,59 @@ def test_refit_job_writes_the_model_to_the_output_volume(claim, kind):
 def test_refit_to_a_remote_uri_mounts_nothing():
     pod = b.refit_job(run(output={"uri": "s3://bucket/models"}), OWNER, CFG)["spec"]["template"]["spec"]
     assert all(v["name"] != "output" for v in pod["volumes"])
+    (c,) = pod["containers"]
+    # the refit's own summary goes to the writable /work; the models to the run's prefix (run.json)
+    assert c["command"][3:] == ["/etc/nova/run.json", "/work/output", "/dev/termination-log"]
+    assert b.output_dir(run(output={"uri": "s3://bucket/models/"})) == "s3://bucket/models/team-a/r1"
+
+
+def _env_of(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container["env"]}
+
+
+def test_object_store_credentials_reach_the_pods_only_as_secret_references():
+    r = run(data={"source": "file", "uri": "s3://bars/daily/", "objectStore": {
+                "endpoint": "http://minio.storage:9000", "credentialsSecret": "bars-creds"}},
+            output={"uri": "s3://models/nova", "objectStore": {"credentialsSecret": "model-creds"}})
+    workers = b.worker_job(r, OWNER, CFG)["spec"]["template"]["spec"]
+    refit = b.refit_job(r, OWNER, CFG)["spec"]["template"]["spec"]
+    for c in [*workers["initContainers"], *workers["containers"], *refit["containers"]]:
+        env = _env_of(c)
+        for role, secret in (("DATA", "bars-creds"), ("OUTPUT", "model-creds")):
+            for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+                ref = env[f"NOVA_{role}_{key}"]
+                assert "value" not in ref and ref["valueFrom"]["secretKeyRef"]["name"] == secret
+                assert ref["valueFrom"]["secretKeyRef"]["key"] == key
+                assert ref["valueFrom"]["secretKeyRef"].get("optional", False) == (key == "AWS_SESSION_TOKEN")
+    needed = {(src, ref.name, ref.key) for src, ref in b.required_secrets(r, CFG)}
+    assert ("spec.data.objectStore.credentialsSecret", "bars-creds", "AWS_SECRET_ACCESS_KEY") in needed
+    assert ("spec.output.objectStore.credentialsSecret", "model-creds", "AWS_ACCESS_KEY_ID") in needed
+    assert not any(ref.key == "AWS_SESSION_TOKEN" for _, ref in b.required_secrets(r, CFG))
+    cm = json.dumps(b.config_map(r, OWNER))
+    assert "bars-creds" in cm and "AWS_SECRET_ACCESS_KEY" not in cm  # the name travels, never a key
+
+
+def test_a_credentials_secret_with_a_local_uri_is_not_asked_for():
+    r = run(output={"uri": "/models", "objectStore": {"credentialsSecret": "unused"}})
+    assert all(ref.name != "unused" for _, ref in b.required_secrets(r, CFG))
+    assert not any(e["name"].startswith("NOVA_OUTPUT_") for e in b.refit_job(r, OWNER, CFG)["spec"]["template"][
+        "spec"]["containers"][0]["env"])
+
+
+def test_data_claim_is_mounted_read_only_in_every_pod_that_reads_bars():
+    r = run(data={"source": "file", "uri": "bars/daily", "claimName": "market-data"})
+    workers = b.worker_job(r, OWNER, CFG)["spec"]["template"]["spec"]
+    refit = b.refit_job(r, OWNER, CFG)["spec"]["template"]["spec"]
+    for pod in (workers, refit):
+        vol = next(v for v in pod["volumes"] if v["name"] == "data")
+        assert vol["persistentVolumeClaim"] == {"claimName": "market-data", "readOnly": True}
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            mount = next(m for m in c["volumeMounts"] if m["name"] == "data")
+            assert mount == {"name": "data", "mountPath": "/data", "readOnly": True}
+            assert _env_of(c)["NOVA_DATA_ROOT"]["value"] == "/data"
+        assert not restricted_violations(pod)
+    plain = b.worker_job(run(), OWNER, CFG)["spec"]["template"]["spec"]
+    assert all(v["name"] != "data" for v in plain["volumes"])
 
 
 # ------------------------------------------------------------------------------------- Kueue

@@ -260,7 +260,7 @@ def test_a_crashed_worker_is_named_on_the_terminal_its_traceback_kept_and_the_ex
                     f"(log: {out / 'logs' / 'worker-1.log'})"], result.stderr
     log = (out / "logs" / "worker-1.log").read_text()
     assert "Traceback" in log and "ValueError: injected crash for the test" in log
-    assert "AAA" in result.stdout and "AAA.ubj" in result.stdout  # worker 0 still did the work
+    assert "AAA" in result.stdout and "AAA/model.ubj" in result.stdout  # worker 0 still did the work
 
 
 def test_the_report_is_a_standards_mode_page(tmp_path):

@@ -153,8 +153,8 @@ def test_promote_first_model_then_refuse_a_worse_one_and_keep_the_pointer(tmp_pa
     current = Path(current_dir(str(tmp_path / "out"), "nightly", "AAA"))
     pointer = json.loads((current / POINTER_FILE).read_text())
     assert pointer["run"] == "good" and (current / pointer["model"]).read_bytes() == \
-        (tmp_path / "out" / "good" / "AAA.ubj").read_bytes()
-    card = json.loads((tmp_path / "out" / "good" / "AAA.card.json").read_text())
+        (tmp_path / "out" / "good" / "AAA" / "model.ubj").read_bytes()
+    card = json.loads((tmp_path / "out" / "good" / "AAA" / "card.json").read_text())
     window_start = first["window"].split("..")[0]
     assert window_start > card["data"]["end"]  # bars the model never trained on
 
@@ -171,7 +171,7 @@ def test_a_missing_incumbent_model_gives_way_with_the_path_in_the_reason(tmp_pat
 
     _, stump = models
     decision = promote(stump, _request(tmp_path, "stump", "gone"))["symbols"]["AAA"]
-    assert decision["promoted"] and "gone/AAA.ubj not found (run gone)" in decision["reason"]
+    assert decision["promoted"] and "gone/AAA/model.ubj not found (run gone)" in decision["reason"]
 
 
 def test_a_candidate_without_its_model_is_not_judged(tmp_path, models):
@@ -180,7 +180,7 @@ def test_a_candidate_without_its_model_is_not_judged(tmp_path, models):
     good, _ = models
     decision = promote(good.model_copy(update={"name": "never"}), _request(tmp_path, "never", "good"))
     assert decision["symbols"]["AAA"] == {"promoted": False, "reason": decision["symbols"]["AAA"]["reason"]}
-    assert "never/AAA.ubj not found" in decision["symbols"]["AAA"]["reason"]
+    assert "never/AAA/model.ubj not found" in decision["symbols"]["AAA"]["reason"]
 
 
 # ---------------------------------------------------------------------- the operator's pass

@@ -136,10 +136,11 @@ def test_refit_writes_the_reports_figures_as_png_beside_the_card(tuned, tmp_path
 
     run, storage, data = tuned
     card = refit_symbol(run, "AAA", storage, tmp_path, data=data)
-    pngs = sorted(p.name for p in tmp_path.glob("AAA.*.png"))
-    assert pngs == sorted(f"AAA.{name}.png" for name in png_figures.FIGURES), pngs
+    folder = tmp_path / "AAA"  # the symbol's folder, beside card.json
+    pngs = sorted(p.name for p in folder.glob("*.png"))
+    assert pngs == sorted(f"{name}.png" for name in png_figures.FIGURES), pngs
     for name in pngs:
-        pixels = imread(tmp_path / name)
+        pixels = imread(folder / name)
         height, width = pixels.shape[:2]
         assert width == 1000 and 250 <= height <= 700, (name, pixels.shape)
         assert pixels[..., :3].std() > 0.05, f"{name} is blank"
@@ -156,5 +157,5 @@ def test_a_figure_that_fails_to_draw_never_fails_the_refit(tmp_path, monkeypatch
         raise ValueError("no data to draw")
 
     monkeypatch.setitem(png_figures.FIGURES, "history", broken)
-    written = png_figures.write_figures(tmp_path, "AAA", {"metric": "auc"}, [], lambda p, b: p.write_bytes(b))
+    written = png_figures.write_figures("AAA", {"metric": "auc"}, [], lambda n, b: (tmp_path / n).write_bytes(b))
     assert written == [] and not list(tmp_path.iterdir())

@@ -48,6 +48,11 @@ def test_defaults_resolve_and_round_trip_through_run_json():
     ({"validation": {"holdout": {"fraction": 0.9}}}, "spec.validation.holdout.fraction"),
     ({"data": {"symbols": ["AAPL"], "adjust": "maybe"}}, "spec.data.adjust"),
     ({"data": {"symbols": ["AAPL"], "columns": "hl"}}, "spec.data.columns"),
+    ({"data": {"symbols": ["AAPL"], "source": "file", "uri": "s3://b/x", "claimName": "bars"}}, "data.claimName needs"),
+    ({"data": {"symbols": ["AAPL"], "source": "file", "uri": "/abs", "claimName": "bars"}}, "data.claimName needs"),
+    ({"data": {"symbols": ["AAPL"], "claimName": "bars"}}, "data.claimName needs"),
+    ({"output": {"objectStore": {"endpoint": "minio:9000"}}}, "spec.output.objectStore.endpoint"),
+    ({"output": {"objectStore": {"credentialsSecret": "Not_A_Name"}}}, "spec.output.objectStore.credentialsSecret"),
 ])
 
 def test_bad_specs_name_the_field(spec, field):

@@ -86,7 +86,7 @@ def test_best_follows_the_metric_direction():
 
 
 def test_succeeded_reads_the_refit_summary():
-    summary = {"AAA": {"best_value": 0.61, "metrics": {"auc": 0.6, "accuracy": 0.55}, "model": "AAA.ubj"},
+    summary = {"AAA": {"best_value": 0.61, "metrics": {"auc": 0.6, "accuracy": 0.55}, "model": "AAA/model.ubj"},
                "BBB": {"error": "BBB: study has no complete trial"}}
     obs = Observed(workers=JobState.from_job(job(succeeded=2, conditions=[("Complete", {})])),
                    refit=JobState.from_job(job(succeeded=1, conditions=[("Complete", {})]), json.dumps(summary)),
@@ -95,7 +95,8 @@ def test_succeeded_reads_the_refit_summary():
     assert d.status["phase"] == "Succeeded"
     assert d.status["model"]["uri"] == "/output/ns/r"
     aaa, bbb = d.status["model"]["symbols"]
-    assert aaa == {"symbol": "AAA", "file": "AAA.ubj", "bestValue": 0.61, "metrics": {"auc": 0.6, "accuracy": 0.55}}
+    assert aaa == {"symbol": "AAA", "uri": "/output/ns/r/AAA", "file": "AAA/model.ubj", "bestValue": 0.61,
+                   "metrics": {"auc": 0.6, "accuracy": 0.55}}
     assert bbb["error"].startswith("BBB:")
     assert cond(d, "Ready")["status"] == "True" and cond(d, "Reconciling")["status"] == "False"
     assert d.status["completionTime"] == "2026-01-02T03:04:05Z" and d.status["startTime"] == "2026-01-01T00:00:00Z"

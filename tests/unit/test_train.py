@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 import xgboost as xgb
+import yaml
 
 from nova.manifest import parse_run
 from nova.spec import resolve
@@ -109,13 +110,25 @@ def test_train_symbol_writes_model_and_card(tmp_path, data):
     spec = spec_of()
     card = train_symbol(spec, "AAA", tmp_path, {"max_depth": 2}, data=data)
     booster = xgb.Booster()
-    booster.load_model(str(tmp_path / "AAA.ubj"))
-    on_disk = json.loads((tmp_path / "AAA.card.json").read_text())
+    booster.load_model(str(tmp_path / "AAA" / "model.ubj"))
+    on_disk = json.loads((tmp_path / "AAA" / "card.json").read_text())
     assert on_disk["device"]["used"] == "cpu" and on_disk["device"]["matrix"] == "QuantileDMatrix"
     assert on_disk["params"]["max_depth"] == 2 and len(on_disk["folds"]) == 2
     assert on_disk["features"] == booster.feature_names
     assert {"xgboost", "optuna", "pandas"} <= set(on_disk["versions"])
-    assert on_disk["data"]["start"] < on_disk["data"]["end"] and card["model_file"] == "AAA.ubj"
+    assert on_disk["data"]["start"] < on_disk["data"]["end"] and card["model_file"] == "AAA/model.ubj"
+    assert sorted(p.name for p in (tmp_path / "AAA").iterdir()) == [
+        "card.json", "inferenceservice.yaml", "model-settings.json", "model.json", "model.ubj"]
+    again = xgb.Booster()
+    again.load_model(str(tmp_path / "AAA" / "model.json"))
+    X = xgb.DMatrix(data.X[booster.feature_names].iloc[-20:])
+    assert (again.predict(X) == booster.predict(X)).all(), "the JSON model is the same model"
+    settings = json.loads((tmp_path / "AAA" / "model-settings.json").read_text())
+    assert settings == {"name": "AAA", "implementation": "mlserver_xgboost.XGBoostModel",
+                        "parameters": {"uri": "./model.json", "version": "local-g1"}}
+    isvc = yaml.safe_load((tmp_path / "AAA" / "inferenceservice.yaml").read_text())
+    assert isvc["spec"]["predictor"]["model"]["storageUri"] == str(tmp_path / "AAA")
+    assert not list(tmp_path.rglob(".*.tmp-*")), "no temporary file left behind"
 
 
 def test_train_cli_prints_metrics(tmp_path, write_run):

@@ -15,10 +15,11 @@ from nova_trainer.train import evaluate, fit_final, refit_rounds, score_holdout,
 log = logging.getLogger(__name__)
 
 
-def train_symbol(spec: TrainingRunSpec, symbol: str, out_dir: Path, tuned: dict[str, Any] | None = None,
+def train_symbol(spec: TrainingRunSpec, symbol: str, out_dir: Path | str, tuned: dict[str, Any] | None = None,
                  data: SymbolData | None = None, extra_card: dict[str, Any] | None = None) -> dict[str, Any]:
     """Evaluate `tuned` params walk-forward (before the holdout), score the holdout once, refit on
-    all data, write `<symbol>.ubj` and its card."""
+    all data, write the symbol's folder (model, serving files, card) under `out_dir`, a local folder
+    or an object-store prefix (the run's, see nova.object_store.run_prefix)."""
     tuned = tuned or {}
     device = resolve_device(spec.model.device)
     rmm = init_rmm(spec.gpu.rmm.enabled, device.device, spec.gpu.rmm.initial_pool_size,
@@ -42,6 +43,6 @@ def train_symbol(spec: TrainingRunSpec, symbol: str, out_dir: Path, tuned: dict[
         "device": {"used": device.device, "reason": device.reason, "rmm": rmm, "matrix": matrix},
         **(extra_card or {}),
     }
-    path = write_model(out_dir, symbol, booster, card)
+    path = write_model(str(out_dir), symbol, booster, card, spec.output.object_store, card.get("run"))
     log.info("%s: wrote %s", symbol, path)
     return card

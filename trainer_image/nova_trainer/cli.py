@@ -3,6 +3,7 @@
   train   one symbol, fixed params: walk-forward metrics, refit, model + card
   tune    join each symbol's study and run trials until its budget is met
   refit   the best trial of each study, trained on the whole window
+  predict the refit model's signal for the latest bars of the same source
   prep    build features ahead of the trainer into a shared folder (the pod's sidecar; prep.py)
   promote judge a schedule's new models against its promoted ones (promotion.py)
 """
@@ -33,7 +34,9 @@ def interrupt_on_signals() -> None:
 
 
 def _out_dir(args, run) -> Path:
-    return Path(args.out or run.spec.output.uri or f"runs/{run.name}")
+    from nova.object_store import local_dir
+
+    return Path(local_dir(run, args.out))
 
 
 def cmd_train(args) -> int:
@@ -41,9 +44,11 @@ def cmd_train(args) -> int:
 
     run = load_resolved(args.config)
     tuned = json.loads(args.params) if args.params else {}
+    from nova.object_store import model_root
+
     symbols = [args.symbol] if args.symbol else run.spec.data.symbols
     for symbol in symbols:
-        card = train_symbol(run.spec, symbol, _out_dir(args, run), tuned)
+        card = train_symbol(run.spec, symbol, model_root(run, _out_dir(args, run)), tuned)
         metrics = " ".join(f"{k}={v:.4f}" for k, v in card["metrics"].items())
         print(f"{symbol}: {metrics} rounds={card['num_boost_round']} device={card['device']['used']}")
     return 0
@@ -71,27 +76,44 @@ def cmd_tune(args) -> int:
 
 
 def cmd_refit(args) -> int:
+    from nova.object_store import model_root
     from nova_trainer.model_card import status_evaluation
     from nova_trainer.refit import refit_symbol
     from nova_trainer.tuning.storage import open_storage, resolve_url
 
     run = load_resolved(args.config)
     out = _out_dir(args, run)
+    out.mkdir(parents=True, exist_ok=True)
+    root = model_root(run, out)
+    if root != str(out):  # an object store: a refused bucket fails the Job now (exit 2), once
+        from nova_trainer import store as stores
+
+        stores.check_writable(stores.place(root, run.spec.output.object_store, role="output"))
     storage = open_storage(resolve_url(out), run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
     summary: dict[str, dict[str, Any]] = {}
     for symbol in [args.symbol] if args.symbol else run.spec.data.symbols:
         try:
-            card = refit_symbol(run, symbol, storage, out)
+            card = refit_symbol(run, symbol, storage, root)
         except NovaError as exc:
             log.error("%s: not refitted: %s", symbol, exc)
             summary[symbol] = {"error": str(exc)}
             continue
         summary[symbol] = {"best_value": card["best_value"], "metrics": card["metrics"],
                            "model": card["model_file"], "evaluation": status_evaluation(card)}
-        print(f"{symbol}: best {run.spec.tuning.metric}={card['best_value']:.4f} -> {out / card['model_file']}")
+        print(f"{symbol}: best {run.spec.tuning.metric}={card['best_value']:.4f} -> {card['model_uri']}")
     # compact: it travels in the termination message (4 KiB); 3 symbols with their evaluation take 1.6 KB
     (out / "summary.json").write_text(json.dumps(summary, separators=(",", ":")))
     return 0 if any("error" not in s for s in summary.values()) else 1
+
+
+def cmd_predict(args) -> int:
+    from nova.object_store import model_root
+    from nova_trainer.predict import predict, print_predictions
+
+    run = load_resolved(args.config)
+    frame = predict(run, args.symbol, model_root(run, _out_dir(args, run)), args.last)
+    print_predictions(frame, run.spec.target.kind)
+    return 0
 
 
 def cmd_prep(args: argparse.Namespace) -> int:
@@ -170,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "candidateDir, incumbents, promotion")
     p.add_argument("--result", help="write the decision here as JSON (a termination message path)")
     p.set_defaults(func=cmd_promote)
+
+    p = sub.add_parser("predict", help="the refit model's signal for the latest bars (no server needed)")
+    common(p)
+    p.add_argument("--symbol", required=True)
+    p.add_argument("--last", type=int, help="only the last N bars")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("prep", help="build features ahead of the trainer into a shared folder")
     p.add_argument("--config", required=True, help="run.json from the operator, or a TrainingRun YAML")

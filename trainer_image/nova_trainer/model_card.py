@@ -12,7 +12,9 @@ from typing import Any
 
 import xgboost as xgb
 
+from nova.object_store import symbol_folder
 from nova.secrets import mask
+from nova.spec import ObjectStoreSpec
 
 
 def versions() -> dict[str, str]:
@@ -33,14 +35,47 @@ def atomic_write(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_model(out_dir: Path, symbol: str, booster: xgb.Booster, card: dict[str, Any]) -> Path:
-    """Write `<symbol>.ubj` then `<symbol>.card.json` (both atomically); `card` gains the file name."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = out_dir / f"{symbol}.ubj"
-    atomic_write(model_path, bytes(booster.save_raw("ubj")))
-    card.update(model_file=model_path.name, written_at=dt.datetime.now(dt.UTC).isoformat(), versions=versions())
-    atomic_write(out_dir / f"{symbol}.card.json", mask(json.dumps(card, indent=2, default=str)).encode())
-    return model_path
+MODEL_FILE = "model.ubj"
+MODEL_JSON = "model.json"
+CARD_FILE = "card.json"
+
+
+def write_model(root: str, symbol: str, booster: xgb.Booster, card: dict[str, Any],
+                store: ObjectStoreSpec | None = None, run: dict[str, Any] | None = None) -> str:
+    """Write one symbol's folder under `root` (a local folder or an object-store prefix):
+    model.ubj, model.json, the serving files (model-settings.json for MLServer, inferenceservice.yaml
+    for KServe) and, last, card.json: a folder with a card is complete. Each object is written
+    atomically (temporary key, then renamed or copied). Returns the folder's URI; `card` gains
+    model_file (relative to root), model_uri and written_at."""
+    from nova_trainer import serving
+    from nova_trainer import store as stores
+
+    base = stores.place(root, store, role="output")
+    folder = base.child(symbol_folder(symbol))
+    card.update(model_file=f"{symbol_folder(symbol)}/{MODEL_FILE}", model_uri=folder.uri,
+                written_at=dt.datetime.now(dt.UTC).isoformat(), versions=versions())
+    if base.remote:
+        stores.check_bucket(base, "write")
+    files = {
+        MODEL_FILE: bytes(booster.save_raw("ubj")),
+        MODEL_JSON: bytes(booster.save_raw("json")),
+        serving.MLSERVER_FILE: serving.model_settings(symbol, card, run).encode(),
+        serving.KSERVE_FILE: serving.inference_service(symbol, serving.storage_uri(folder.uri, symbol), run).encode(),
+        CARD_FILE: mask(json.dumps(card, indent=2, default=str)).encode(),  # last: the done marker
+    }
+    for name, data in files.items():
+        stores.write_atomic(folder.child(name), data, tmp_root=base)
+    return folder.uri
+
+
+def read_card(root: str, symbol: str, store: ObjectStoreSpec | None = None) -> dict[str, Any] | None:
+    """A symbol's card under `root`, or None when its folder is not complete."""
+    from nova_trainer import store as stores
+
+    p = stores.place(root, store, role="output").child(symbol_folder(symbol), CARD_FILE)
+    if stores.info(p).type != stores.pafs.FileType.File:
+        return None
+    return json.loads(stores.read_bytes(p))
 
 
 def fold_table(result) -> list[dict[str, Any]]:

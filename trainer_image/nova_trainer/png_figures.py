@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -210,10 +209,11 @@ def render(card: dict[str, Any], trials: list[optuna.trial.FrozenTrial]) -> dict
     return out
 
 
-def write_figures(out_dir: Path, symbol: str, card: dict[str, Any], trials: list[optuna.trial.FrozenTrial],
-                  write: Callable[[Path, bytes], None]) -> list[str]:
-    """`<symbol>.<figure>.png` beside the card, each written with `write` (atomic); the file names.
-    A figure that fails to draw is logged and skipped: pictures never fail a refit."""
+def write_figures(symbol: str, card: dict[str, Any], trials: list[optuna.trial.FrozenTrial],
+                  write: Callable[[str, bytes], None]) -> list[str]:
+    """`<figure>.png` in the symbol's folder beside its card, each given to `write(name, data)` (an
+    atomic write into a folder or an object store); the names written. A figure that fails to draw
+    is logged and skipped: pictures never fail a refit."""
     try:
         pngs = render(card, trials)
     except Exception as exc:  # noqa: BLE001 - a plotting bug must not lose the model that was just written
@@ -221,9 +221,8 @@ def write_figures(out_dir: Path, symbol: str, card: dict[str, Any], trials: list
         return []
     names = []
     for name, data in pngs.items():
-        path = out_dir / f"{symbol}.{name}.png"
-        write(path, data)
-        names.append(path.name)
+        write(f"{name}.png", data)
+        names.append(f"{name}.png")
     return names
 
 

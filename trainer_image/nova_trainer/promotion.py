@@ -18,11 +18,12 @@ import numpy as np
 import xgboost as xgb
 
 from nova.errors import NovaError
+from nova.object_store import symbol_folder
 from nova.promotion import POINTER_FILE, PromotionSpec, Scores, current_dir, judge, result_document
 from nova.spec import METRIC_DIRECTION, ResolvedRun
 from nova_trainer.dataset import SymbolData, load_symbol_data
 from nova_trainer.metrics import fold_metrics
-from nova_trainer.model_card import atomic_write
+from nova_trainer.model_card import CARD_FILE, MODEL_FILE, atomic_write
 
 log = logging.getLogger(__name__)
 MIN_WINDOW = 10  # fewer bars than this after both models' training data: no judgement
@@ -32,7 +33,8 @@ MESSAGE_LIMIT = 4000  # kubelet keeps 4 KiB of a termination message
 def model_files(run_dir: Path, symbol: str) -> tuple[Path, Path]:
     """Where a run's refit wrote `symbol`'s model and card (model_card.write_model's layout): the one
     place promotion spells it."""
-    return run_dir / f"{symbol}.ubj", run_dir / f"{symbol}.card.json"
+    folder = run_dir / symbol_folder(symbol)
+    return folder / MODEL_FILE, folder / CARD_FILE
 
 
 @dataclass
@@ -95,10 +97,11 @@ def _scores(s: Scores | None) -> dict[str, float] | None:
 
 
 def write_pointer(current: Path, model: Model, record: dict[str, Any]) -> None:
-    """Copy the model and its card into `current`, then write `promoted.json` last (a reader that
-    finds it finds the files it names)."""
+    """Copy the model's folder (model, serving files, figures, card last) into `current`, then write
+    `promoted.json` last (a reader that finds it finds the files it names)."""
     current.mkdir(parents=True, exist_ok=True)
-    for src in (model.model_path, model.card_path):
+    files = [p for p in model.model_path.parent.iterdir() if p.is_file() and p != model.card_path]
+    for src in [*sorted(files), model.card_path]:
         atomic_write(current / src.name, src.read_bytes())
     manifest = {**record, "model": model.model_path.name, "card": model.card_path.name,
                 "source": str(model.model_path)}

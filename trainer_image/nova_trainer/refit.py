@@ -14,11 +14,12 @@ import numpy as np
 import optuna
 
 from nova.errors import NovaError
+from nova.object_store import symbol_folder
 from nova.spec import ResolvedRun
+from nova_trainer import store as stores
 from nova_trainer.api import train_symbol
 from nova_trainer.dataset import SymbolData
 from nova_trainer.evaluation.selection import StudyEvaluation, evaluate_study
-from nova_trainer.model_card import atomic_write
 from nova_trainer.png_figures import write_figures
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ def detail(ev: StudyEvaluation) -> dict[str, Any]:
     return out
 
 
-def refit_symbol(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStorage, out_dir: Path,
+def refit_symbol(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseStorage, out_dir: Path | str,
                  data: SymbolData | None = None) -> dict[str, Any]:
     try:
         study = optuna.load_study(study_name=run.study_name(symbol), storage=storage)
@@ -76,5 +77,8 @@ def refit_symbol(run: ResolvedRun, symbol: str, storage: optuna.storages.BaseSto
                  summary["dsr"], summary["expected_max_sharpe"],
                  "n/a" if summary["pbo"] is None else f"{summary['pbo']:.2f}")
     card = train_symbol(run.spec, symbol, out_dir, tuned=dict(chosen.params), data=data, extra_card=extra)
-    write_figures(out_dir, symbol, card, study.get_trials(deepcopy=False), atomic_write)
+    base = stores.place(str(out_dir), run.spec.output.object_store, role="output")
+    folder = base.child(symbol_folder(symbol))
+    write_figures(symbol, card, study.get_trials(deepcopy=False),
+                  lambda name, data: stores.write_atomic(folder.child(name), data, tmp_root=base))
     return card

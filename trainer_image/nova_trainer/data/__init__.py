@@ -26,7 +26,7 @@ def load_bars(spec: DataSpec, symbol: str) -> pd.DataFrame:
         raw, origin = synthetic.generate(symbol, spec.bars, spec.seed, spec.interval,
                                          start=spec.start or "2010-01-04"), "synthetic"
     elif spec.source == "file":
-        raw, origin = files.load(spec.uri or "", symbol)
+        raw, origin = files.load(files.data_uri(spec), symbol, spec.object_store)
     elif spec.source == "postgres":
         from nova_trainer.data import postgres
 

@@ -1,6 +1,7 @@
 """`nova`: the user's command, on a machine without a cluster.
 
   run       tune and refit a TrainingRun here (worker processes, SQLite in the output folder)
+  predict   the refit model's signal for the latest bars, from the same data source
   validate  check a TrainingRun (the same models and rules as the API server) and its data
   show      the resolved spec with every default, as the operator stores it (run.json)
   symbols   what the bundled data holds, with date ranges
@@ -33,10 +34,25 @@ def cmd_run(args) -> int:
     logs.setup(args.log_level)
     if args.storage:
         os.environ["NOVA_STORAGE_URL"] = args.storage
-    out = Path(args.out or run.spec.output.uri or f"runs/{run.name}")
+    from nova.object_store import local_dir
+
+    out = Path(local_dir(run, args.out))
     warm = Path(args.warm_start_from) if args.warm_start_from else None
     outcome = run_local(run, out, workers=args.workers, progress=not args.no_progress, warm_start_from=warm)
     return outcome.exit_code
+
+
+def cmd_predict(args) -> int:
+    from nova.manifest import load_run
+    from nova.object_store import local_dir, model_root
+    from nova.spec import resolve
+
+    run = resolve(load_run(args.manifest))
+    from nova_trainer.predict import predict, print_predictions
+
+    frame = predict(run, args.symbol, model_root(run, local_dir(run, args.out)), args.last)
+    print_predictions(frame, run.spec.target.kind)
+    return 0
 
 
 def cmd_validate(args) -> int:
@@ -51,7 +67,7 @@ def cmd_validate(args) -> int:
     from nova_trainer.local.datacheck import check_symbols
 
     problems = check_symbols(spec.data)
-    for problem in problems.values():
+    for problem in dict.fromkeys(problems.values()):  # a refused bucket is one line, not one per symbol
         print(f"error: {problem}", file=sys.stderr)
     if problems:
         return 2
@@ -107,6 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "symbol in an earlier `nova run` folder (e.g. runs/<old>; tuning.warmStart.topK of them, "
                    "fitted to this search space)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("predict", help="print the refit model's signal for the latest bars (no server)")
+    p.add_argument("manifest", help="TrainingRun YAML")
+    p.add_argument("--symbol", required=True, help="one of data.symbols")
+    p.add_argument("--last", type=int, help="only the last N bars (default: every bar)")
+    p.add_argument("--out", help="the run's output folder (default: spec.output.uri or runs/<name>)")
+    p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("validate", help="check a TrainingRun's spec and data without running it "
                        "(like kubectl apply --dry-run)")

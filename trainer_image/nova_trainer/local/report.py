@@ -32,7 +32,7 @@ from nova_trainer.png_figures import best_so_far, equity_and_drawdown, thinned_s
 
 log = logging.getLogger(__name__)
 
-PNG_NOTE = ("The same figures are written as PNG files next to each model card (<symbol>.<figure>.png), "
+PNG_NOTE = ("The same figures are written as PNG files next to each model card (<symbol>/<figure>.png), "
             "drawn with matplotlib: plotly's image export needs a Chrome browser that a pod lacks.")
 
 LOADER = """<script>
@@ -240,8 +240,10 @@ def _symbol(page: _Page, run: ResolvedRun, symbol: str, storage: optuna.storages
     page.html(f"<h2>{html.escape(symbol)}</h2>")
     study = optuna.load_study(study_name=run.study_name(symbol), storage=storage)
     trials = study.get_trials(deepcopy=False)
-    card_path = out_dir / f"{symbol}.card.json"
-    card = json.loads(card_path.read_text()) if card_path.exists() else {}
+    from nova.object_store import model_root
+    from nova_trainer.model_card import read_card
+
+    card = read_card(model_root(run, out_dir), symbol, run.spec.output.object_store) or {}
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in trials) or not card:
         page.html("<p>No complete trial or no model card (see the logs).</p>")
         return

@@ -118,6 +118,7 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
     """Tune and refit every symbol: the symbols' data is checked first, so a wrong symbol or path
     stops the run before any process starts, with the reason on the terminal. `warm_start_from`,
     the folder of a previous local run, seeds each new study with its best trials (nova.warm_start)."""
+    from nova.object_store import model_root
     from nova_trainer.local.datacheck import check_symbols
     from nova_trainer.local.progress import ProgressBoard
     from nova_trainer.local.report import write_report
@@ -125,15 +126,21 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
 
     source = previous_run(warm_start_from) if warm_start_from is not None else None  # before any file is made
     _writable(out_dir)
+    root = model_root(run, out_dir)
     url = resolve_url(out_dir)
     where = f"embedded SQLite {out_dir / 'optuna.db'}" if url.startswith("sqlite") else host_of(url)
     n_workers = workers or run.spec.tuning.workers
     print(f"nova run {run.name}: {len(run.spec.data.symbols)} symbol(s), {run.spec.tuning.trials} trials each, "
-          f"{n_workers} worker(s), storage {where}, output {out_dir}", flush=True)
+          f"{n_workers} worker(s), storage {where}, output {out_dir}"
+          + (f", models {root}" if root != str(out_dir) else ""), flush=True)
     problems = check_symbols(run.spec.data)
     if problems:
-        raise DataError("\n".join(problems.values()) + "\nfix data.symbols or data.uri; `nova symbols` lists "
-                        "the bundled data")
+        raise DataError("\n".join(dict.fromkeys(problems.values()))
+                        + "\nfix data.symbols or data.uri; `nova symbols` lists the bundled data")
+    if root != str(out_dir):  # an object store: a refused bucket stops the run now, not after tuning
+        from nova_trainer import store as stores
+
+        stores.check_writable(stores.place(root, run.spec.output.object_store, role="output"))
     (out_dir / "run.json").write_text(run.to_json())
     storage = open_storage(url, run.spec.tuning.heartbeat_seconds, run.spec.tuning.grace_seconds)
     source_storage = optuna.storages.RDBStorage(source[1]) if source is not None else None
@@ -191,7 +198,7 @@ def run_local(run: ResolvedRun, out_dir: Path, workers: int | None = None, progr
             outcome.results[symbol] = {"error": _why_no_trial(symbol, shards, logs_dir)}
             continue
         try:
-            card = refit_symbol(run, symbol, storage, out_dir)
+            card = refit_symbol(run, symbol, storage, root)
         except NovaError as exc:
             outcome.results[symbol] = {"error": str(exc)}
             continue
