@@ -85,7 +85,7 @@ def test_a_worse_second_run_is_warm_started_judged_and_not_promoted(e2e, operato
     promoted = status["promoted"]["AAA"]
     assert promoted["run"] == first and promoted["metric"] == "auc" and promoted["scores"]["metric"] > 0.8
     assert promoted["currentUri"] == f"/output/{e2e.ns}/sched/current/AAA/"
-    assert promoted["modelUri"].rstrip("/") == f"/output/{e2e.ns}/{first}/AAA"  # as the run's status.model says
+    assert promoted["modelUri"] == f"/output/{e2e.ns}/{first}/AAA/model.ubj"  # as the run's status.model says
     current = claim / e2e.ns / "sched" / "current" / "AAA"
     assert json.loads((current / "promoted.json").read_text())["run"] == first
     assert (current / "model.ubj").read_bytes() == (claim / e2e.ns / first / "AAA" / "model.ubj").read_bytes()
