@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nova.promotion import PromotedModel, PromotionRecord, PromotionSpec
-from nova.spec import DNS_LABEL_PATTERN, DataSpec, SpecModel, TrainingRunSpec, check_data_source
+from nova.spec import CLAIM_RULE, DNS_LABEL_PATTERN, DataSpec, SpecModel, TrainingRunSpec, check_data_source
 from nova.status import Condition, StatusModel
 
 SCHEDULE_KIND = "TrainingSchedule"
@@ -43,6 +43,7 @@ class RollingDataSpec(DataSpec):
          "message": "data.uri is required when data.source is 'file' (a folder, file or glob)"},
         {"rule": "self.source != 'postgres' || has(self.table) || has(self.query)",
          "message": "data.table or data.query is required when data.source is 'postgres'"},
+        {"rule": CLAIM_RULE[0], "message": CLAIM_RULE[1]},
     ]})
 
     end: str | None = Field(None, pattern=END_PATTERN, description="Last day (inclusive): a date, or 'latest' "

@@ -40,6 +40,18 @@ class SpecModel(BaseModel):
     )
 
 
+CLAIM_RULE = ("!has(self.claimName) || (self.source == 'file' && has(self.uri) && !self.uri.contains('://') "
+              "&& !self.uri.startsWith('/'))",
+              "data.claimName needs data.source 'file' and a uri relative to the volume (no scheme, no leading /)")
+
+
+def check_claim(data: Any) -> None:
+    """The Python twin of CLAIM_RULE (for DataSpec and the schedule's RollingDataSpec)."""
+    uri = data.uri or ""
+    if data.claim_name and (data.source != "file" or "://" in uri or uri.startswith("/")):
+        raise ValueError(CLAIM_RULE[1])
+
+
 class ObjectStoreSpec(SpecModel):
     """How to reach an object store named by an `s3://` (or `gs://`, `az://`) URI. No credentials
     here: they come from `credentialsSecret` in a cluster, from the environment locally."""
@@ -68,9 +80,7 @@ class DataSpec(SpecModel):
              "data.uri is required when data.source is 'file' (a folder, file or glob)"),
             ("self.source != 'postgres' || has(self.table) || has(self.query)",
              "data.table or data.query is required when data.source is 'postgres'"),
-            ("!has(self.claimName) || (self.source == 'file' && has(self.uri) && !self.uri.contains('://') "
-             "&& !self.uri.startsWith('/'))",
-             "data.claimName needs data.source 'file' and a uri relative to the volume (no scheme, no leading /)"),
+            CLAIM_RULE,
         )
     )
 
@@ -128,10 +138,7 @@ def check_data_source(data: DataSpec) -> None:
         raise ValueError("data.uri is required when data.source is 'file' (a folder, file or glob)")
     if data.source == "postgres" and not (data.table or data.query):
         raise ValueError("data.table or data.query is required when data.source is 'postgres'")
-    uri = data.uri or ""
-    if data.claim_name and (data.source != "file" or "://" in uri or uri.startswith("/")):
-        raise ValueError("data.claimName needs data.source 'file' and a uri relative to the volume "
-                         "(no scheme, no leading /)")
+    check_claim(data)
     if len(set(data.symbols)) != len(data.symbols):
         raise ValueError("data.symbols has duplicates")
 

@@ -56,3 +56,14 @@ def test_the_template_keeps_a_runs_cross_field_rules():
     with pytest.raises(ValidationError, match="gap must be >= target.horizon"):
         TrainingScheduleSpec.model_validate({"schedule": "@daily", "runTemplate": {
             "data": {"symbols": ["AAPL"]}, "target": {"horizon": 10}}})
+
+
+def test_a_schedules_template_refuses_a_claim_with_a_bucket_uri_like_a_run_does():
+    from pydantic import ValidationError
+
+    from nova.schedule import RollingDataSpec
+
+    with pytest.raises(ValidationError, match="data.claimName needs data.source 'file'"):
+        RollingDataSpec.model_validate({"symbols": ["AAPL"], "source": "file", "uri": "s3://b/x", "claimName": "bars"})
+    assert RollingDataSpec.model_validate({"symbols": ["AAPL"], "source": "file", "uri": "bars",
+                                           "claimName": "bars"}).claim_name == "bars"
