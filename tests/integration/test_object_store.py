@@ -101,7 +101,9 @@ def test_a_local_run_reads_and_writes_the_bucket_and_predict_reads_it_back(s3_se
 
     fs = s3_server.filesystem()
     names = sorted(i.base_name for i in fs.get_file_info(FileSelector(prefix)))
-    assert names == ["card.json", "inferenceservice.yaml", "model-settings.json", "model.json", "model.ubj"]
+    assert [n for n in names if not n.endswith(".png")] == [
+        "card.json", "inferenceservice.yaml", "model-settings.json", "model.json", "model.ubj"]
+    assert {"equity.png", "history.png"} <= set(names)  # the refit's figures, beside the card
     with fs.open_input_stream(f"{prefix}/card.json") as f:
         card = json.loads(f.read())
     assert card["model_uri"] == f"s3://{prefix}" and card["model_file"] == "AAA/model.ubj"

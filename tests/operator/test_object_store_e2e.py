@@ -45,7 +45,9 @@ def test_a_run_on_the_bucket_succeeds_and_its_models_are_there(e2e, operator, pg
     fs = s3_server.filesystem()
     folder = aaa["uri"].removeprefix("s3://")
     names = sorted(i.base_name for i in fs.get_file_info(FileSelector(folder)))
-    assert names == ["card.json", "inferenceservice.yaml", "model-settings.json", "model.json", "model.ubj"]
+    assert [n for n in names if not n.endswith(".png")] == [
+        "card.json", "inferenceservice.yaml", "model-settings.json", "model.json", "model.ubj"]
+    assert {"equity.png", "history.png"} <= set(names)  # the refit's figures, beside the card
     with fs.open_input_stream(f"{folder}/card.json") as f:
         card = f.read().decode()
     assert json.loads(card)["run"] == {"name": name, "namespace": e2e.ns, "generation": 1}
