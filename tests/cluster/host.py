@@ -90,7 +90,7 @@ class HostChanges:
     iptables: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     netns: set[str] = field(default_factory=set)
     netns_dir: bool = True
-    tables: set[str] = field(default_factory=set)
+    tables: set[str] | None = None  # None until snapshot(): an unrecorded host has no "new" tables
     # folders the parts write into whatever their configuration says (CNI's cache in /var/lib/cni,
     # kubelet's symlinks in /var/log/containers): what appears in them is removed at undo
     watched: dict[Path, set[str] | None] = field(default_factory=dict)
@@ -196,7 +196,7 @@ class HostChanges:
                 if old_policy:
                     _run(binary, "-w", "5", "-t", table, *shlex.split(old_policy))
         # tables that iptables-nft created on the way, empty again now: gone too
-        for table in sorted(nft_tables() - self.tables):
+        for table in sorted(nft_tables() - self.tables) if self.tables is not None else []:
             family, name = table.split()
             binary = {"ip": "iptables", "ip6": "ip6tables"}.get(family)
             rules = iptables_rules(binary, name) if binary else ["?"]

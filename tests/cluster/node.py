@@ -529,10 +529,11 @@ def _route_kubernetes_service(node: Node) -> None:
     """10.96.0.1:443 (the `kubernetes` Service) -> the API server on loopback, for pods on the bridge.
 
     The bridge exists once the first pod is set up; route_localnet is set on every interface
-    (`all`) for that reason, and the DNAT rule lives in a chain of the node's own."""
+    (`all`) for that reason, and the DNAT rule lives in a chain of the node's own, named afresh each
+    time: a run killed before its undo leaves its chain behind, and the next node's rule goes first."""
     port = int(node.cp.api_url.rsplit(":", 1)[1])
     node.runtime.changes.set_sysctl("net.ipv4.conf.all.route_localnet", "1")
-    chain = "NOVA-NODE-API"
+    chain = f"NOVA-NODE-API-{uuid.uuid4().hex[:6].upper()}"
     for args in (["-t", "nat", "-N", chain],
                  ["-t", "nat", "-A", chain, "-d", f"{controlplane.SERVICE_IP}/32", "-p", "tcp", "--dport", "443",
                   "-j", "DNAT", "--to-destination", f"127.0.0.1:{port}"],
