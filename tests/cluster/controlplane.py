@@ -636,8 +636,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("command", choices=["build", "up", "down", "status"])
     ap.add_argument("--foreground", action="store_true", help="up: stay attached; Ctrl-C stops everything")
     ap.add_argument("--no-nodes", action="store_true", help="up: do not create the kwok nodes")
-    ap.add_argument("--local-runner", action="store_true",
-                    help="up: also serve the local-runner node (tests/cluster/local_runner.py) in a process")
     args = ap.parse_args(argv)
     if args.command == "build":
         print(ensure_built())
@@ -660,17 +658,6 @@ def main(argv: list[str] | None = None) -> int:
     ensure_built()
     cp = start(nodes=[] if args.no_nodes else None, detach=not args.foreground,
                log=lambda m: print(m, file=sys.stderr))
-    if args.local_runner:
-        out = open(cp.logs / "local-runner.log", "wb")  # noqa: SIM115
-        cp.procs["local-runner"] = subprocess.Popen(
-            [sys.executable, "-m", "tests.cluster.local_runner", f"--kubeconfig={cp.kubeconfig}",
-             f"--root={cp.workdir / 'local-runner'}"], cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-            preexec_fn=None if not args.foreground else _set_pdeathsig)
-        out.close()
-        cp.wait_nodes_ready(["local-runner"], timeout=60)
-        print(f"# local-runner node up; container logs under {cp.workdir / 'local-runner' / 'logs'}",
-              file=sys.stderr)
     if not args.foreground:
         _state_file().parent.mkdir(parents=True, exist_ok=True)
         _state_file().write_text(json.dumps(cp.state(), indent=2))

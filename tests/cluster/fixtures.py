@@ -7,10 +7,6 @@
   ``kubectl()``, ``apply()``, ``api_client()``, ``pids()``, ``startup_seconds``).
 - ``kube_namespace`` (per test): a fresh namespace (name as a string) with its default
   ServiceAccount present; deleted afterwards.
-- ``local_runner`` (session): the ``local-runner`` node served by
-  :class:`tests.cluster.local_runner.LocalRunner` (a stand-in for kubelet) in threads of this
-  process; pods that tolerate ``LOCAL_RUNNER_TOLERATION`` and select ``LOCAL_RUNNER_SELECTOR`` run
-  there as local processes, their output in ``local_runner.log_path(ns, pod, container)``.
 - ``nova_images`` (session): Nova's operator and CPU trainer images, the Debian base and pause,
   built by tests/cluster/images.sh from the repository's Dockerfiles (cached by a hash of inputs).
 - ``node_runtime`` (session): containerd with those images imported (tests/cluster/node.py); its
@@ -33,10 +29,7 @@ import uuid
 import pytest
 
 from tests.cluster import controlplane, node
-from tests.cluster.local_runner import NODE_LABEL, NODE_NAME, TOLERATION, LocalRunner
 
-LOCAL_RUNNER_TOLERATION = TOLERATION
-LOCAL_RUNNER_SELECTOR = {NODE_LABEL: "true"}
 GPU_TOLERATION = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 KWOK_EXIT_CODE_ANNOTATION = "nova.dev/kwok-exit-code"
 REAL_NODE_SELECTOR = {node.NODE_LABEL: "true"}
@@ -85,26 +78,6 @@ def kube_namespace(control_plane):
         yield name
     finally:
         control_plane.kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
-
-
-@pytest.fixture(scope="session")
-def local_runner(control_plane, tmp_path_factory):
-    runner = LocalRunner(control_plane.kubeconfig, tmp_path_factory.mktemp("local-runner"),
-                         pass_env=("PYTHONPATH", "LANG", "LC_ALL", "TZ", "NOVA_CACHE"))
-    runner.start()
-    try:
-        control_plane.wait_nodes_ready([NODE_NAME], timeout=60)
-        yield runner
-    finally:
-        runner.stop(delete_node=True)
-        left = runner.alive_pids()
-        if left:
-            for pid in left:
-                try:
-                    os.killpg(pid, 9)
-                except ProcessLookupError:
-                    pass
-            raise AssertionError(f"the local runner left processes behind: {left}")
 
 
 def _node_tools(kubelet: bool = True) -> None:

@@ -430,6 +430,7 @@ class Node:
     kubelet: subprocess.Popen | None = None
     host_ip: str = HOST_IP
     forwarders: list[Forwarder] = field(default_factory=list)
+    kubelet_argv: list[str] = field(default_factory=list)
 
     def forward(self, port: int) -> int:
         """A port on the bridge address (`host_ip`) that pods connect to, forwarded to 127.0.0.1:`port`
@@ -447,14 +448,45 @@ class Node:
         return self.runtime.images
 
     def pod_log(self, namespace: str, pod: str, container: str) -> str:
-        """The container's output from kubelet's log folder (every restart, oldest first)."""
+        """The container's output from kubelet's log folder (every restart, oldest first), as the
+        container wrote it: the CRI log format's time, stream and tag taken off each line."""
         files = sorted(self.work.glob(f"pod-logs/{namespace}_{pod}_*/{container}/*.log"))
-        return "\n".join(f.read_text(errors="replace") for f in files)
+        return "".join(cri_log_text(f.read_text(errors="replace")) for f in files)
 
     def diagnose(self) -> str:
         logs = self.runtime.logs
         return (f"--- kubelet ({logs / 'kubelet.log'}):\n{_tail(logs / 'kubelet.log', 30)}\n"
                 f"--- containerd:\n{_tail(self.runtime.containerd.log, 15)}")
+
+    def start_kubelet(self, timeout: float = 180) -> None:
+        """kubelet (again) with the node's flags; returns once the Node is Ready."""
+        bins = controlplane.bin_dir()
+        with open(self.runtime.logs / "kubelet.log", "ab") as out:
+            self.kubelet = subprocess.Popen(self.kubelet_argv, env={"PATH": f"{bins}:/usr/sbin:/usr/bin:/sbin:/bin"},
+                                            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.kubelet.poll() is not None:
+                raise NodeError(f"kubelet exited with {self.kubelet.returncode}\n{self.diagnose()}")
+            status, body = self.cp.get(f"/api/v1/nodes/{self.name}")
+            if status == 200 and _ready(json.loads(body)):
+                return
+            if time.monotonic() > deadline:
+                raise NodeError(f"node {self.name} not Ready after {timeout:.0f} s\n{self.diagnose()}")
+            time.sleep(0.5)
+
+    def lose(self) -> None:
+        """The machine gone at once, as when a node dies: kubelet SIGKILLed and every container
+        killed (nothing on it gets a SIGTERM, nothing reports back; containerd itself stays, holding
+        the dead tasks, as after a reboot). The Node object stays, NotReady later, until someone
+        deletes it; `start_kubelet()` brings the machine back."""
+        if self.kubelet and self.kubelet.poll() is None:
+            os.killpg(self.kubelet.pid, signal.SIGKILL)
+            self.kubelet.wait(10)
+        containerd = self.runtime.containerd
+        for task in containerd.ctr("tasks", "list", "--quiet", check=False).stdout.split():
+            containerd.ctr("tasks", "kill", "--signal", "SIGKILL", task, check=False)
 
     def stop(self) -> list[str]:
         problems: list[str] = []
@@ -494,28 +526,29 @@ def start_node(cp: controlplane.ControlPlane, runtime: Runtime, log=print, timeo
         config = work / "kubelet.yaml"
         config.write_text(yaml.safe_dump(_kubelet_config(work, runtime.cgroup_root, port, healthz)))
         bins = controlplane.bin_dir()
-        with open(runtime.logs / "kubelet.log", "wb") as out:
-            node.kubelet = subprocess.Popen(
-                [str(bins / "kubelet"), f"--config={config}", f"--kubeconfig={kubeconfig}",
-                 f"--root-dir={work / 'kubelet'}", f"--hostname-override={name}", f"--node-ip={HOST_IP}", "--v=1",
-                 f"--cert-dir={work / 'pki'}", f"--node-labels={NODE_LABEL}=true"],
-                env={"PATH": f"{bins}:/usr/sbin:/usr/bin:/sbin:/bin"}, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            if node.kubelet.poll() is not None:
-                raise NodeError(f"kubelet exited with {node.kubelet.returncode}\n{node.diagnose()}")
-            status, body = cp.get(f"/api/v1/nodes/{name}")
-            if status == 200 and _ready(json.loads(body)):
-                break
-            if time.monotonic() > deadline:
-                raise NodeError(f"node {name} not Ready after {timeout:.0f} s\n{node.diagnose()}")
-            time.sleep(0.5)
+        node.kubelet_argv = [
+            str(bins / "kubelet"), f"--config={config}", f"--kubeconfig={kubeconfig}",
+            f"--root-dir={work / 'kubelet'}", f"--hostname-override={name}", f"--node-ip={HOST_IP}", "--v=1",
+            f"--cert-dir={work / 'pki'}", f"--node-labels={NODE_LABEL}=true"]
+        node.start_kubelet(timeout)
     except BaseException:
         node.stop()
         raise
     log(f"real node {name} Ready in {time.monotonic() - started:.0f} s")
     return node
+
+
+def cri_log_text(raw: str) -> str:
+    """What a container wrote, from kubelet's CRI log lines `<time> <stream> <P|F> <text>`: a
+    partial line (P) continues on the next record; a full one (F) ends with a newline."""
+    out = []
+    for line in raw.splitlines():
+        parts = line.split(" ", 3)
+        if len(parts) < 3:
+            continue
+        text = parts[3] if len(parts) == 4 else ""
+        out.append(text if parts[2] == "P" else text + "\n")
+    return "".join(out)
 
 
 def _ready(node: dict) -> bool:

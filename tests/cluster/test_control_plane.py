@@ -1,4 +1,5 @@
-"""The test control plane itself: real API server, real controllers and scheduler, kwok nodes, local runner."""
+"""The test control plane itself: real API server, real controllers and scheduler, kwok nodes (pods that
+really run are on the real node: tests/cluster/test_real_node.py)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,7 @@ import time
 import pytest
 
 from tests.cluster import controlplane
-from tests.cluster.fixtures import (
-    GPU_TOLERATION,
-    KWOK_EXIT_CODE_ANNOTATION,
-    LOCAL_RUNNER_SELECTOR,
-    LOCAL_RUNNER_TOLERATION,
-)
+from tests.cluster.fixtures import GPU_TOLERATION, KWOK_EXIT_CODE_ANNOTATION
 
 pytestmark = pytest.mark.cluster
 
@@ -135,183 +131,6 @@ def test_kwok_job_outcome_from_the_pod_template(control_plane, kube_namespace):
                       annotations={KWOK_EXIT_CODE_ANNOTATION: "0"}))
     cp.kubectl("wait", "-n", ns, "--for=condition=Complete", "job/ok", "--timeout=60s")
     assert get(cp, "-n", ns, "job", "ok")["status"]["succeeded"] == 3
-
-
-def local_pod(name: str, *containers: dict, init: list[dict] | None = None, volumes: list[dict] | None = None,
-              restart: str = "Never") -> dict:
-    spec = {"restartPolicy": restart, "nodeSelector": LOCAL_RUNNER_SELECTOR, "tolerations": [LOCAL_RUNNER_TOLERATION],
-            "terminationGracePeriodSeconds": 5, "containers": list(containers)}
-    if init:
-        spec["initContainers"] = init
-    if volumes:
-        spec["volumes"] = volumes
-    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}
-
-
-def py(name: str, code: str, **extra) -> dict:
-    return {"name": name, "image": "python:local", "command": ["python", "-c", code], **extra}
-
-
-def finished(cp, ns: str, name: str):
-    pod = get(cp, "-n", ns, "pod", name)
-    return pod if pod["status"].get("phase") in ("Succeeded", "Failed") else None
-
-
-def test_local_runner_runs_python_and_reports_real_exit_codes(control_plane, local_runner, kube_namespace):
-    cp, ns = control_plane, kube_namespace
-    apply(cp, ns, local_pod("ok", py("main", "print(1)")))
-    apply(cp, ns, local_pod("bad", py("main", "import sys; print('failing'); sys.exit(3)")))
-    ok = wait_for(lambda: finished(cp, ns, "ok"), "pod ok to finish")
-    bad = wait_for(lambda: finished(cp, ns, "bad"), "pod bad to finish")
-    assert ok["spec"]["nodeName"] == "local-runner"
-    assert ok["status"]["phase"] == "Succeeded"
-    term = ok["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert term["exitCode"] == 0 and term["reason"] == "Completed"
-    assert local_runner.log_path(ns, "ok", "main").read_text() == "1\n"
-    assert bad["status"]["phase"] == "Failed"
-    term = bad["status"]["containerStatuses"][0]["state"]["terminated"]
-    assert term["exitCode"] == 3 and term["reason"] == "Error"
-    assert "failing" in local_runner.log_path(ns, "bad", "main").read_text()
-    conds = {c["type"]: c["status"] for c in ok["status"]["conditions"]}
-    assert conds["PodScheduled"] == "True" and conds["Initialized"] == "True" and conds["Ready"] == "False"
-    assert ok["status"]["podIP"] == "127.0.0.1" and ok["status"]["startTime"]
-
-
-def test_local_runner_failed_init_container_fails_the_pod(control_plane, local_runner, kube_namespace):
-    cp, ns = control_plane, kube_namespace
-    apply(cp, ns, local_pod("init-fails", py("main", "print('must not run')"),
-                            init=[py("setup", "import sys; sys.exit(2)")]))
-    pod = wait_for(lambda: finished(cp, ns, "init-fails"), "pod init-fails to finish")
-    assert pod["status"]["phase"] == "Failed"
-    assert pod["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"] == 2
-    assert "waiting" in pod["status"]["containerStatuses"][0]["state"]
-    assert not local_runner.log_path(ns, "init-fails", "main").exists()  # never started
-
-
-def test_local_runner_waits_for_a_missing_secret_like_kubelet(control_plane, local_runner, kube_namespace):
-    cp, ns = control_plane, kube_namespace
-    main = py("main", "import os; print(os.environ['URL'])",
-              env=[{"name": "URL", "valueFrom": {"secretKeyRef": {"name": "later", "key": "url"}}}])
-    apply(cp, ns, local_pod("waits", main))
-
-    def waiting():
-        st = get(cp, "-n", ns, "pod", "waits")["status"]
-        w = (st.get("containerStatuses") or [{}])[0].get("state", {}).get("waiting", {})
-        return st if w.get("reason") == "CreateContainerConfigError" and "later" in w.get("message", "") else None
-    st = wait_for(waiting, "CreateContainerConfigError")
-    assert st["phase"] == "Pending"
-    cp.kubectl("create", "-n", ns, "secret", "generic", "later", "--from-literal=url=pg://now")
-    pod = wait_for(lambda: finished(cp, ns, "waits"), "the pod to run once the Secret exists")
-    assert pod["status"]["phase"] == "Succeeded"
-    assert local_runner.log_path(ns, "waits", "main").read_text() == "pg://now\n"
-
-
-def test_local_runner_restarts_on_failure(control_plane, local_runner, kube_namespace):
-    cp, ns = control_plane, kube_namespace
-    code = ("import pathlib, sys; p = pathlib.Path('/data/count'); n = int(p.read_text()) if p.exists() else 0; "
-            "p.write_text(str(n + 1)); print(n); sys.exit(0 if n >= 2 else 1)")
-    apply(cp, ns, local_pod("flaky", py("main", code, volumeMounts=[{"name": "data", "mountPath": "/data"}]),
-                            volumes=[{"name": "data", "emptyDir": {}}], restart="OnFailure"))
-    pod = wait_for(lambda: finished(cp, ns, "flaky"), "pod flaky to finish")
-    assert pod["status"]["phase"] == "Succeeded"
-    assert pod["status"]["containerStatuses"][0]["restartCount"] == 2
-    assert local_runner.log_path(ns, "flaky", "main").read_text() == "0\n1\n2\n"
-
-
-def test_local_runner_env_volumes_and_indexed_job(control_plane, local_runner, kube_namespace):
-    cp, ns = control_plane, kube_namespace
-    cp.kubectl("create", "-n", ns, "configmap", "cfg", "--from-literal=run.json={\"trials\": 3}",
-               "--from-literal=MODE=fast")
-    cp.kubectl("create", "-n", ns, "secret", "generic", "db", "--from-literal=url=postgresql://x")
-    code = ("import json, os, sys, pathlib; cfg = json.load(open(sys.argv[1])); "
-            "out = pathlib.Path(os.environ['OUT']); out.mkdir(parents=True, exist_ok=True); "
-            "print(json.dumps({'trials': cfg['trials'], 'index': os.environ['IDX'], "
-            "'job_index': os.environ.get('JOB_COMPLETION_INDEX'), 'db': os.environ['DB'], "
-            "'ns': os.environ['NS'], 'pod': os.environ['POD'], 'mode': os.environ['CFG_MODE'], "
-            "'out': os.environ['OUT'], 'out_exists': pathlib.Path(os.environ['OUT']).is_dir()}))")
-    container = {
-        "name": "main", "image": "python:local", "command": ["python", "-c", code, "/etc/nova/run.json"],
-        "env": [{"name": "IDX", "valueFrom": {"fieldRef": {
-                    "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
-                {"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "url"}}},
-                {"name": "NS", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-                {"name": "POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-                {"name": "OUT", "value": "/scratch/out"}],
-        "envFrom": [{"prefix": "CFG_", "configMapRef": {"name": "cfg"}}],
-        "volumeMounts": [{"name": "config", "mountPath": "/etc/nova"}, {"name": "scratch", "mountPath": "/scratch"}]}
-    body = job("indexed", container, completions=2, nodeSelector=LOCAL_RUNNER_SELECTOR,
-               tolerations=[LOCAL_RUNNER_TOLERATION],
-               volumes=[{"name": "config", "configMap": {"name": "cfg", "items": [{"key": "run.json",
-                                                                                  "path": "run.json"}]}},
-                        {"name": "scratch", "emptyDir": {}}])
-    body["spec"]["completionMode"] = "Indexed"
-    apply(cp, ns, body)
-    cp.kubectl("wait", "-n", ns, "--for=condition=Complete", "job/indexed", "--timeout=60s")
-    seen = []
-    for p in pods_of(cp, ns, "indexed"):
-        out = json.loads(local_runner.log_path(ns, p["metadata"]["name"], "main").read_text())
-        assert out["trials"] == 3 and out["db"] == "postgresql://x" and out["ns"] == ns and out["mode"] == "fast"
-        assert out["pod"] == p["metadata"]["name"]
-        # the mountPath in the env value was rewritten to the pod's own emptyDir folder
-        assert out["out_exists"] and out["out"].startswith(str(local_runner.root)) and out["out"].endswith("/out")
-        assert out["index"] == out["job_index"]
-        seen.append(out["index"])
-    assert sorted(seen) == ["0", "1"]
-
-
-def test_native_sidecar_starts_first_and_stops_after_the_main_container(control_plane, local_runner,
-                                                                         kube_namespace):
-    cp, ns = control_plane, kube_namespace
-    sidecar = py("prep", "import signal, sys, time, pathlib\n"
-                         "def bye(*_):\n    print('sidecar got SIGTERM', flush=True); sys.exit(0)\n"
-                         "signal.signal(signal.SIGTERM, bye)\n"
-                         "pathlib.Path(sys.argv[1]).write_text('ready')\n"
-                         "print('sidecar up', flush=True)\n"
-                         "while True: time.sleep(0.1)\n",
-                 restartPolicy="Always", volumeMounts=[{"name": "work", "mountPath": "/work/features"}])
-    sidecar["command"].append("/work/features/ready")
-    init = py("setup", "print('init done')")
-    # as with kubelet, the main container starts once the sidecar has started (no startupProbe),
-    # not once it is ready: it waits for the file
-    main = py("trainer", "import sys, time, pathlib\np = pathlib.Path(sys.argv[1])\n"
-                         "for _ in range(600):\n    if p.exists(): break\n    time.sleep(0.05)\n"
-                         "print(p.read_text())",
-              volumeMounts=[{"name": "work", "mountPath": "/work/features"}])
-    main["command"].append("/work/features/ready")
-    apply(cp, ns, local_pod("sidecar", main, init=[init, sidecar], volumes=[{"name": "work", "emptyDir": {}}]))
-    pod = wait_for(lambda: finished(cp, ns, "sidecar"), "the sidecar pod to finish")
-    assert pod["status"]["phase"] == "Succeeded", pod["status"]
-    assert local_runner.log_path(ns, "sidecar", "setup").read_text() == "init done\n"
-    # the main container read what the sidecar wrote: it ran after the sidecar was up, in the same emptyDir
-    assert local_runner.log_path(ns, "sidecar", "trainer").read_text() == "ready\n"
-    assert local_runner.log_path(ns, "sidecar", "prep").read_text() == "sidecar up\nsidecar got SIGTERM\n"
-    inits = {s["name"]: s for s in pod["status"]["initContainerStatuses"]}
-    assert inits["setup"]["state"]["terminated"]["exitCode"] == 0
-    main_done = pod["status"]["containerStatuses"][0]["state"]["terminated"]
-    side_done = inits["prep"]["state"]["terminated"]
-    # the sidecar was stopped (SIGTERM, which it handled with exit 0) after the main container ended
-    assert side_done["exitCode"] == 0 and side_done["finishedAt"] >= main_done["finishedAt"]
-    assert inits["setup"]["state"]["terminated"]["finishedAt"] <= main_done["startedAt"]
-
-
-def test_local_runner_honours_deletion(control_plane, local_runner, kube_namespace):
-    cp, ns = control_plane, kube_namespace
-    apply(cp, ns, local_pod("sleeper", py("main", "import time, os; print(os.getpid(), flush=True); time.sleep(600)")))
-    log = local_runner.log_path(ns, "sleeper", "main")
-    pid = int(wait_for(lambda: log.exists() and log.read_text().strip(), "the sleeper to print its pid"))
-    assert wait_for(lambda: get(cp, "-n", ns, "pod", "sleeper")["status"].get("phase") == "Running", "Running")
-    os.kill(pid, 0)
-    cp.kubectl("delete", "-n", ns, "pod", "sleeper", "--wait=true", "--timeout=30s")
-    assert cp.kubectl("get", "-n", ns, "pod", "sleeper", check=False).returncode != 0
-
-    def gone():
-        try:
-            os.kill(pid, 0)
-            with open(f"/proc/{pid}/stat") as f:
-                return f.read().split(")")[-1].split()[0] == "Z"
-        except (ProcessLookupError, FileNotFoundError):
-            return True
-    assert wait_for(gone, "the container process to end", timeout=10)
 
 
 def test_helm_installs_a_chart_on_the_cluster(control_plane, kube_namespace, tmp_path):

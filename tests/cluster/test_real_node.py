@@ -19,6 +19,7 @@ from kubernetes import client as k8s
 
 from tests.chart.helm import CHART
 from tests.cluster.fixtures import REAL_NODE_SELECTOR, REAL_NODE_TOLERATION
+from tests.cluster.node import cri_log_text
 from tests.conftest import small_run_manifest
 from tests.support.waiting import wait_for
 
@@ -70,6 +71,57 @@ def test_real_containers_report_their_exit_codes_and_output(control_plane, real_
     assert "xgb 3." in real_node.pod_log(ns, "ok", "main")
     assert bad.status.phase == "Failed"
     assert bad.status.container_statuses[0].state.terminated.exit_code == 3
+
+
+def test_cri_log_lines_are_read_back_as_written():
+    raw = ("2026-12-03T10:00:00.1Z stdout F sidecar up\n2026-12-03T10:00:00.2Z stderr P half \n"
+           "2026-12-03T10:00:00.3Z stderr F a line\n2026-12-03T10:00:00.4Z stdout F \n")
+    assert cri_log_text(raw) == "sidecar up\nhalf a line\n\n"
+
+
+def test_native_sidecar_starts_first_and_stops_after_the_main_container(control_plane, real_node, core,
+                                                                         kube_namespace):
+    """What the worker pods rely on, from the real kubelet: an init container with
+    restartPolicy Always (prep) starts before the main container (trainer), shares its emptyDir,
+    and is stopped with SIGTERM once the main container has ended; the pod then Succeeds."""
+    ns, image = kube_namespace, real_node.images.trainer
+    work = [{"name": "work", "mountPath": "/work/features"}]
+
+    def container(name: str, code: str, *args: str, **extra) -> dict:
+        return {"name": name, "image": image, "imagePullPolicy": "Never", "command": ["python", "-c", code, *args],
+                "securityContext": RESTRICTED, **extra}
+
+    sidecar = container("prep", "import signal, sys, time, pathlib\n"
+                                "def bye(*_):\n    print('sidecar got SIGTERM', flush=True); sys.exit(0)\n"
+                                "signal.signal(signal.SIGTERM, bye)\n"
+                                "pathlib.Path(sys.argv[1]).write_text('ready')\n"
+                                "print('sidecar up', flush=True)\n"
+                                "while True: time.sleep(0.1)\n", "/work/features/ready",
+                        restartPolicy="Always", volumeMounts=work)
+    # as kubelet does, the main container starts once the sidecar has started (no startupProbe),
+    # not once it is ready: it waits for the file
+    main = container("trainer", "import sys, time, pathlib\np = pathlib.Path(sys.argv[1])\n"
+                                "for _ in range(1200):\n    if p.exists(): break\n    time.sleep(0.05)\n"
+                                "print(p.read_text())", "/work/features/ready", volumeMounts=work)
+    body = pod("sidecar", image, [])
+    body["spec"].update({"terminationGracePeriodSeconds": 10, "containers": [main],
+                         "initContainers": [container("setup", "print('init done')"), sidecar],
+                         "volumes": [{"name": "work", "emptyDir": {}}]})
+    core.create_namespaced_pod(ns, body)
+    done = wait_for(lambda: (p := core.read_namespaced_pod("sidecar", ns)).status.phase in ("Succeeded", "Failed")
+                    and p, "the sidecar pod to finish", timeout=240, diagnose=real_node.diagnose)
+    assert done.status.phase == "Succeeded", done.status
+    assert real_node.pod_log(ns, "sidecar", "setup") == "init done\n"
+    # the main container read what the sidecar wrote: it ran after the sidecar was up, in the same emptyDir
+    assert real_node.pod_log(ns, "sidecar", "trainer") == "ready\n"
+    assert real_node.pod_log(ns, "sidecar", "prep") == "sidecar up\nsidecar got SIGTERM\n"
+    inits = {s.name: s for s in done.status.init_container_statuses}
+    main_done = done.status.container_statuses[0].state.terminated
+    side_done = inits["prep"].state.terminated
+    # the sidecar was stopped (SIGTERM, which it handled with exit 0) after the main container ended
+    assert side_done.exit_code == 0 and side_done.finished_at >= main_done.finished_at
+    assert inits["setup"].state.terminated.exit_code == 0
+    assert inits["setup"].state.terminated.finished_at <= main_done.started_at
 
 
 class ChartOnNode:
@@ -168,6 +220,18 @@ def test_chart_operator_in_a_real_pod_serves_healthz_and_drives_a_run(control_pl
     workers = core.list_namespaced_pod(kube_namespace, label_selector="job-name=real-pods-workers").items
     assert workers and all(p.spec.node_name == real_node.name for p in workers)
     assert all(c.image == chart.images.trainer for p in workers for c in p.spec.containers)
+    # the run named no storage: the chart's storage Secret reached the pods
+    trainer = workers[0].spec.containers[0]
+    assert any(e.value_from and e.value_from.secret_key_ref and e.value_from.secret_key_ref.name == "optuna"
+               for e in trainer.env)
+    # the operator used the pod's own ServiceAccount (in-cluster config), and its metrics port
+    # (NOVA_METRICS_PORT) serves the run's numbers
+    assert container.env and not any(e.name == "KUBECONFIG" for e in container.env)
+    metrics_port = next(p.container_port for p in container.ports if p.name == "metrics")
+    with urllib.request.urlopen(f"http://{ready.status.pod_ip}:{metrics_port}/metrics", timeout=10) as r:
+        metrics = r.read().decode()
+    assert 'nova_trainingruns{phase="Succeeded"} 1.0' in metrics, metrics[-3000:]
+    assert f'nova_trials_finished{{namespace="{kube_namespace}",trainingrun="real-pods"}} {float(done)}' in metrics
     chart.uninstall()
 
 
@@ -205,7 +269,7 @@ def test_quickstart_applied_with_kubectl_runs_prep_and_trainer_in_real_pods(cont
     XGBoost model."""
     import xgboost
 
-    from tests.operator.test_e2e import tiny_quickstart
+    from tests.operator.e2e import tiny_quickstart
 
     ns = kube_namespace
     # the models on a claim, as a user's cluster has them: kubelet removes a finished pod's emptyDir.
@@ -224,7 +288,6 @@ def test_quickstart_applied_with_kubectl_runs_prep_and_trainer_in_real_pods(cont
     chart = ChartOnNode(control_plane, real_node, core, pg_url, ns, tmp_path, output_claim="models")
     chart.operator_ready()
     run = tiny_quickstart("quick", trials=4, workers=2)
-    run["spec"]["scheduling"] = {"nodeSelector": REAL_NODE_SELECTOR, "tolerations": [REAL_NODE_TOLERATION]}
     manifest = tmp_path / "quickstart.yaml"
     manifest.write_text(yaml.safe_dump(run))
     control_plane.kubectl("-n", ns, "apply", "-f", str(manifest))

@@ -7,20 +7,18 @@ two CPU and two with `nvidia.com/gpu` capacity) and a real PostgreSQL (the root 
   a real kill and a restart a real restart).
 - ``kueue``: the real Kueue manager (built from its Go module, tests/cluster/kueue.py) with its
   CRDs on the control plane, for the session.
-- ``e2e_runner``: a local-runner node of this package's own (see :func:`e2e_runner`), where pods
-  really run: `nova-trainer prep|tune|refit` as local processes.
+- ``e2e``: a namespace on the real node (tests/cluster/node.py: kubelet, containerd, Nova's own
+  trainer image) with a models claim, for runs whose pods really run (tests/operator/e2e.py).
 
 Nothing here mocks the API server."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +28,10 @@ from kubernetes.client import CoreV1Api
 
 from tests.cluster import controlplane
 from tests.cluster import kueue as kueue_harness
-from tests.cluster import local_runner as lr
-from tests.cluster.fixtures import LOCAL_RUNNER_TOLERATION
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "nova.dev_trainingruns.yaml"
 SCHEDULE_CRD_FILE = ROOT / "crds" / "nova.dev_trainingschedules.yaml"
-E2E_NODE = "nova-e2e-runner"
-ON_E2E_NODE = {"nodeSelector": {"kubernetes.io/hostname": E2E_NODE}, "tolerations": [LOCAL_RUNNER_TOLERATION]}
-TERMINATION_MESSAGE_LIMIT = 4096  # kubelet's cap on a termination message
 
 
 @pytest.fixture(scope="session")
@@ -151,115 +144,15 @@ def kueue(control_plane):
         assert not k.alive(), "the Kueue manager outlived its stop()"
 
 
-# ------------------------------------------------------------------------- the e2e runner node
-class _TerminationMessages(lr.PodWorker):
-    """What tests/cluster/local_runner.py does not do yet and the e2e run needs. (1) kubelet's
-    terminationMessagePath (a file the container writes, read back into the terminated state's
-    message) and terminationMessagePolicy FallbackToLogsOnError (the log's tail when the container
-    failed without a message); the path is rewritten like a mount path, so nothing is written to
-    this machine's /dev. (2) PATH and PYTHONPATH kept as the runner set them (see container_env).
-    (3) PersistentVolumeClaims shared between pods (see _share_claims). Only for runners that ask
-    (``termination_messages = True``)."""
+@pytest.fixture
+def e2e(control_plane, kube, real_node, kube_namespace, operator, pg_url):
+    from tests.operator.e2e import E2E
 
-    def _enabled(self) -> bool:
-        return bool(getattr(self.runner, "termination_messages", False))
-
-    def _message_file(self, name: str) -> Path:
-        return self.dir / "termination" / name
-
-    def prepare_volumes(self) -> None:
-        super().prepare_volumes()
-        if not self._enabled():
-            return
-        self._share_claims()
-        for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
-            f = self._message_file(c["name"])
-            f.parent.mkdir(parents=True, exist_ok=True)
-            f.touch()
-            path = c.get("terminationMessagePath") or "/dev/termination-log"
-            self.mounts_by_container.setdefault(c["name"], {})[path] = str(f)
-
-    def _share_claims(self) -> None:
-        """(3) A PersistentVolumeClaim is one folder per claim on this node (`claims/<ns>/<claim>`),
-        shared by every pod that mounts it, as a ReadWriteMany volume is; the runner alone makes each
-        pod's a fresh empty folder. Promotion needs it: the refit pods of two runs write the models
-        that the promote pod then reads from the same claim."""
-        claims = {v["name"]: v["persistentVolumeClaim"]["claimName"]
-                  for v in self.pod["spec"].get("volumes") or [] if "persistentVolumeClaim" in v}
-        for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
-            for m in c.get("volumeMounts") or []:
-                if m["name"] in claims:
-                    target = self.runner.root / "claims" / self.ns / claims[m["name"]] / (m.get("subPath") or "")
-                    target.mkdir(parents=True, exist_ok=True)
-                    self.mounts_by_container.setdefault(c["name"], {})[m["mountPath"].rstrip("/")] = str(target)
-
-    def container_env(self, c: dict) -> dict[str, str]:
-        env = super().container_env(c)
-        if self._enabled():
-            # the runner rewrites mount paths in env values too: this checkout (and its venv) lives
-            # under /work, which the worker pods mount as an emptyDir, so PATH and PYTHONPATH would
-            # point into the pod's volume; the pods set neither, so put back what the runner meant
-            env["PATH"] = f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-            for k in self.runner.pass_env:
-                if k in os.environ:
-                    env[k] = os.environ[k]
-        return env
-
-    def record_exit(self, proc: lr.Proc) -> None:
-        super().record_exit(proc)
-        if not self._enabled() or proc.exit_code is None or proc.message:
-            return
-        f = self._message_file(proc.name)
-        message = f.read_text(errors="replace")[-TERMINATION_MESSAGE_LIMIT:] if f.exists() else ""
-        if not message.strip() and proc.exit_code != 0 and self._policy(proc.name) == "FallbackToLogsOnError":
-            log = self.runner.log_path(self.ns, self.name, proc.name)
-            lines = log.read_text(errors="replace").splitlines()[-80:] if log.exists() else []
-            message = "\n".join(lines)[-2048:]
-        proc.message = message or None
-
-    def _policy(self, name: str) -> str:
-        for c in (self.pod["spec"].get("initContainers") or []) + self.pod["spec"]["containers"]:
-            if c["name"] == name:
-                return c.get("terminationMessagePolicy") or "File"
-        return "File"
-
-
-_patch_lock = threading.Lock()
-
-
-@pytest.fixture(scope="session")
-def e2e_runner(control_plane):
-    """A local-runner node of our own, `nova-e2e-runner` (pods select it by hostname and tolerate
-    the local-runner taint), rooted outside /tmp.
-
-    Why not the session's `local_runner`: its folders live under pytest's /tmp, and the runner
-    rewrites mount paths one after another, so a path already rewritten into /tmp/pytest-.../X is
-    rewritten again by the worker pods' own `/tmp` emptyDir mount (restricted pods mount one for
-    their read-only root filesystem). Its pods also get termination messages (see
-    _TerminationMessages): the refit reports its summary that way."""
-    root = Path(tempfile.mkdtemp(prefix="e2e-runner-", dir=controlplane.cache_dir().parent))
-    with _patch_lock:
-        original = lr.PodWorker
-        lr.PodWorker = _TerminationMessages  # LocalRunner.sync builds pods' workers from this name
-    runner = lr.LocalRunner(control_plane.kubeconfig, root, node_name=E2E_NODE,
-                            pass_env=("PYTHONPATH", "LANG", "LC_ALL", "TZ", "NOVA_CACHE"))
-    runner.termination_messages = True
-    runner.start()
+    harness = E2E(control_plane, kube, real_node, kube_namespace, operator, pg_url)
     try:
-        control_plane.wait_nodes_ready([E2E_NODE], timeout=60)
-        yield runner
+        yield harness
     finally:
-        runner.stop(delete_node=True)
-        with _patch_lock:
-            lr.PodWorker = original
-        left = runner.alive_pids()
-        for pid in left:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        shutil.rmtree(root, ignore_errors=True)
-        assert not left, f"the e2e runner left processes behind: {left}"
+        harness.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Promotion on the real control plane, with pods that really run (the e2e runner node): a
+"""Promotion on the real control plane, with pods that really run (the real node): a
 TrainingSchedule's first run is tuned, refitted and promoted (nothing was promoted before); its
 second run, made deliberately worse (one boosting round of one split), is warm-started from the
 first (the first's best trials are the first in its study), judged on the same newest bars as the
@@ -11,12 +11,11 @@ right after creating a tick's run (no duplicate), are tested in test_schedule.py
 
 The models live on a PersistentVolumeClaim (the operator's NOVA_OUTPUT_CLAIM, as the chart's
 models PVC): bound to a static PersistentVolume by the real controller-manager, shared by the
-runner node's pods as a ReadWriteMany volume is."""
+node's pods (tests/operator/e2e.py). The bars are on the same claim, read-only (data.claimName)."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import optuna
 import pytest
@@ -25,44 +24,17 @@ from optuna.trial import TrialState
 from nova.spec import ParamSpace
 from nova.warm_start import WARM_START_ATTR, fit
 from nova_operator.schedule_decision import run_now_name
-from tests.operator.test_e2e import E2E, GROUP, VERSION, tiny_quickstart
+from tests.operator.e2e import CLAIM, E2E, GROUP, VERSION, tiny_quickstart
 from tests.support.learnable import write_learnable
-from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
 SCHEDULES = "trainingschedules"
-CLAIM = "models"
 
 
-@pytest.fixture(name="e2e")
-def _e2e(control_plane, kube, e2e_runner, kube_namespace) -> E2E:
-    return E2E(control_plane, kube, e2e_runner, kube_namespace)
-
-
-@pytest.fixture(name="claim")
-def _claim(e2e):
-    """A static PersistentVolume pre-bound to the claim `models` of the test's namespace."""
-    pv = f"nova-models-{e2e.ns}"
-    e2e.core.create_persistent_volume({
-        "metadata": {"name": pv}, "spec": {
-            "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteMany"], "storageClassName": "nova-test",
-            "persistentVolumeReclaimPolicy": "Retain", "hostPath": {"path": f"/var/lib/nova-test/{pv}"},
-            "claimRef": {"namespace": e2e.ns, "name": CLAIM}}})
-    e2e.core.create_namespaced_persistent_volume_claim(e2e.ns, {
-        "metadata": {"name": CLAIM}, "spec": {
-            "accessModes": ["ReadWriteMany"], "storageClassName": "nova-test", "volumeName": pv,
-            "resources": {"requests": {"storage": "1Gi"}}}})
-    wait_for(lambda: e2e.core.read_namespaced_persistent_volume_claim(CLAIM, e2e.ns).status.phase == "Bound",
-             "the models claim to be Bound", timeout=120)
-    try:
-        yield e2e.runner.root / "claims" / e2e.ns / CLAIM
-    finally:
-        e2e.core.delete_persistent_volume(pv)
-
-
-def schedule_body(data: Path) -> dict:
+def schedule_body(data: str) -> dict:
     template = tiny_quickstart("x", trials=4, workers=1)["spec"]
-    template["data"] = {"source": "file", "uri": str(data), "symbols": ["AAA"], "lookback": "20y", "end": "latest"}
+    template["data"] = {"source": "file", "claimName": CLAIM, "uri": data, "symbols": ["AAA"], "lookback": "20y",
+                        "end": "latest"}
     template["tuning"]["searchSpace"] = {"eta": {"type": "float", "low": 0.1, "high": 0.3},
                                          "max_depth": {"type": "int", "low": 3, "high": 6}}
     template["model"].update({"numBoostRound": 40, "earlyStoppingRounds": None})
@@ -71,12 +43,14 @@ def schedule_body(data: Path) -> dict:
                      "promotion": {"window": 60, "gap": 5}, "runTemplate": template}}
 
 
-def test_a_worse_second_run_is_warm_started_judged_and_not_promoted(e2e, operator, pg_url, claim, tmp_path):
-    write_learnable(tmp_path / "bars")
-    optuna.storages.RDBStorage(pg_url)
-    e2e.kubectl("create", "secret", "generic", "optuna", f"--from-literal=url={pg_url}")
-    e2e.op = operator(NOVA_OUTPUT_CLAIM=CLAIM)
-    e2e.custom.create_namespaced_custom_object(GROUP, VERSION, e2e.ns, SCHEDULES, schedule_body(tmp_path / "bars"))
+def test_a_worse_second_run_is_warm_started_judged_and_not_promoted(e2e, pg_url):
+    claim = e2e.models
+    write_learnable(claim / "bars")
+    for path in (claim / "bars", *(claim / "bars").rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the pods' uid 1000
+    e2e.storage_secret()
+    e2e.operator()
+    e2e.custom.create_namespaced_custom_object(GROUP, VERSION, e2e.ns, SCHEDULES, schedule_body("bars"))
 
     first = run_now(e2e, "first")
     status = wait_judged(e2e, first)
@@ -122,7 +96,7 @@ def test_a_worse_second_run_is_warm_started_judged_and_not_promoted(e2e, operato
         e2e.ns, field_selector="involvedObject.name=sched").items}
     assert {("Promoted", "AAA"), ("NotPromoted", "AAA")} <= events, events
     pods = e2e.pods(f"{second}-promote")
-    assert pods and all(p.spec.node_name == "nova-e2e-runner" for p in pods)
+    assert pods and all(p.spec.node_name == e2e.node.name for p in pods)
 
 
 def run_now(e2e: E2E, value: str) -> str:
