@@ -88,17 +88,25 @@ def all_in_a_trial(pg_url: str, study: str, workers: int, budget: int) -> list[i
     return running if len(running) == workers and counted(trials) < budget - 2 else None
 
 
+def start_until_all_in_a_trial(e2e, pg_url: str, tmp_path, name: str, budget: int,
+                               workers: int) -> tuple[str, str, list[int]]:
+    """A long run started (trials of 400 rounds), once every worker runs a trial: its name, its
+    study and the trials RUNNING."""
+    e2e.operator()
+    name = e2e.start(tiny_quickstart(name, budget, workers, rounds=400, bars=3000, early_stopping=None), tmp_path)
+    study = f"{e2e.ns}.{name}.AAA"
+    running = e2e.wait_for(lambda: all_in_a_trial(pg_url, study, workers, budget), "every worker in a trial", name,
+                           timeout=420)
+    return name, study, running
+
+
 def test_deleted_worker_pod_is_recreated_and_its_trial_retried(e2e, pg_url, tmp_path):
     """A worker pod deleted while it runs a trial (frozen first, so it cannot hand its trial back on
     SIGTERM: the trial is left RUNNING, as when a node disappears): the Job recreates the pod for
     that index, the trial's heartbeat goes stale, another worker fails it and runs its retry, and the
     study still ends with exactly its budget and no trial lost."""
     budget, workers = 8, 2
-    e2e.operator()
-    name = e2e.start(tiny_quickstart("del", budget, workers, rounds=400, bars=3000, early_stopping=None), tmp_path)
-    study = f"{e2e.ns}.{name}.AAA"
-    running = e2e.wait_for(lambda: all_in_a_trial(pg_url, study, workers, budget), "both workers in a trial", name,
-                           timeout=420)
+    name, study, running = start_until_all_in_a_trial(e2e, pg_url, tmp_path, "del", budget, workers)
     victim = next(p for p in e2e.pods(f"{name}-workers") if p.status.phase == "Running")
     index = victim.metadata.annotations["batch.kubernetes.io/job-completion-index"]
     for pid in e2e.container_pids(victim, "trainer"):
@@ -204,11 +212,7 @@ def test_node_lost_mid_run_and_replaced_still_succeeds(e2e, pg_url, tmp_path):
     controller-manager garbage-collects the lost node's pods, the Job makes new ones, the trials
     left RUNNING go stale and are retried, and the run ends Succeeded with its budget, nothing lost."""
     budget, workers = 8, 2
-    e2e.operator()
-    name = e2e.start(tiny_quickstart("lost", budget, workers, rounds=400, bars=3000, early_stopping=None), tmp_path)
-    study = f"{e2e.ns}.{name}.AAA"
-    running = e2e.wait_for(lambda: all_in_a_trial(pg_url, study, workers, budget), "both workers in a trial", name,
-                           timeout=420)
+    name, study, running = start_until_all_in_a_trial(e2e, pg_url, tmp_path, "lost", budget, workers)
     lost_pods = {p.metadata.uid for p in e2e.pods(f"{name}-workers")}
 
     e2e.node.lose()
