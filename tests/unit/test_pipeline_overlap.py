@@ -52,3 +52,38 @@ def test_trainer_starts_the_first_symbol_before_prep_finishes_the_last(tmp_path:
         steps += [order.index(("trainer", s, e)) for e in ("noticed", "loaded", "train_start", "train_end")]
         assert steps == sorted(steps), (s, order)
     assert [w for w, _, e in order if e == "process"] in (["prep", "trainer"], ["trainer", "prep"])
+
+
+def test_in_process_training_leaves_prep_a_core_while_it_builds(monkeypatch):
+    """`nova run` and `nova-trainer tune` without shards build the next symbols on a thread: each
+    trial that starts while that thread has work gets one thread less than the budget, and the full
+    budget once every symbol is built (XGBoost's OpenMP threads must not share prep's core)."""
+    import threading
+
+    from nova.manifest import parse_run
+    from nova.spec import resolve
+    from nova_trainer import cpus, sources
+
+    monkeypatch.setenv("NOVA_CPUS", "4")
+    manifest = small_run_manifest(symbols=SYMBOLS)
+    del manifest["spec"]["model"]["nthread"]  # the budget decides
+    run = resolve(parse_run(manifest))
+    release = threading.Event()
+
+    def built(run, symbol):
+        if symbol == SYMBOLS[-1]:
+            release.wait(30)  # the last symbol is still being built until the test lets it finish
+        return symbol
+
+    monkeypatch.setattr(sources, "_built", built)
+    seen = {}
+    for symbol, _ in sources.prefetched(run, ahead=1):
+        if symbol == SYMBOLS[1]:
+            release.set()
+            for _ in range(300):  # wait for the prep thread to have built the last one
+                if not cpus._prep_busy():
+                    break
+                threading.Event().wait(0.01)
+        seen[symbol] = cpus.model_threads(run.spec)
+    assert seen == {"AAA": 3, "BBB": 4, "CCC": 4}
+    assert cpus.model_threads(run.spec) == 4 and cpus._prep_busy is None  # nothing prefetching any more

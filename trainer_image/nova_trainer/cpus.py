@@ -3,6 +3,12 @@
 Order: `$NOVA_CPUS` (the operator sets it from the container's CPU limit or request, see
 `nova.cpus`); else the cgroup's CPU quota (`cpu.max`, a limit set some other way); else the CPUs
 this process may run on. `model.nthread`, when the spec sets it, wins for XGBoost.
+
+In one process that builds the next symbols on a thread while the current one trains (`nova run`,
+`nova-trainer tune` without shards), XGBoost is given one core less while that thread still has
+work: its OpenMP threads wait for the slowest of them at every step (and spin while they wait), so a
+core shared with prep slows both stages instead of overlapping them. The pod's layout does the same
+with two containers, each its own CPU budget.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from nova.cpus import CPUS_ENV
@@ -52,6 +59,19 @@ def budget() -> int:
     return min(quota, available) if quota else available
 
 
+_prep_busy: Callable[[], bool] | None = None  # set by sources.prefetched while it runs
+
+
+def sharing_with_prep(busy: Callable[[], bool] | None) -> None:
+    """Tell model_threads whether (and how to ask if) a prep thread of this process still has work."""
+    global _prep_busy
+    _prep_busy = busy
+
+
 def model_threads(spec: TrainingRunSpec) -> int:
-    """XGBoost's nthread: the spec's `model.nthread`, else the container's budget."""
-    return spec.model.nthread or budget()
+    """XGBoost's nthread: the spec's `model.nthread`, else the container's budget, less the core a
+    prep thread of this process is using right now (asked at each trial's start)."""
+    if spec.model.nthread:
+        return spec.model.nthread
+    cpus = budget()
+    return cpus - 1 if cpus > 1 and _prep_busy is not None and _prep_busy() else cpus

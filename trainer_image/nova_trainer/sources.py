@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from nova.spec import ResolvedRun
-from nova_trainer import timeline
+from nova_trainer import cpus, timeline
 from nova_trainer.dataset import SymbolData, load_symbol_data
 
 
@@ -21,23 +21,31 @@ def _built(run: ResolvedRun, symbol: str) -> SymbolData:
 def prefetched(run: ResolvedRun, ahead: int) -> Iterator[tuple[str, SymbolData | Exception]]:
     """Build symbols in order, keeping up to `ahead` in flight ahead of the consumer."""
     symbols = list(run.spec.data.symbols)
+    pending: list[tuple[str, Future]] = []
+    submitted = 0
+
+    def prep_busy() -> bool:
+        return submitted < len(symbols) or any(not f.done() for _, f in pending)
+
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="prep") as pool:
-        pending: list[tuple[str, Future]] = []
-        next_index = 0
-        while next_index < len(symbols) or pending:
-            while next_index < len(symbols) and len(pending) < ahead + 1:
-                symbol = symbols[next_index]
-                pending.append((symbol, pool.submit(_built, run, symbol)))
-                next_index += 1
-            symbol, future = pending.pop(0)
-            try:
-                data = future.result()
-            except Exception as exc:  # reported per symbol by the worker, never fatal to the run
-                yield symbol, exc
-                continue
-            timeline.event("trainer", symbol, "train_start")
-            yield symbol, data
-            timeline.event("trainer", symbol, "train_end")
+        cpus.sharing_with_prep(prep_busy)  # while the thread builds, training leaves it a core
+        try:
+            while submitted < len(symbols) or pending:
+                while submitted < len(symbols) and len(pending) < ahead + 1:
+                    symbol = symbols[submitted]
+                    pending.append((symbol, pool.submit(_built, run, symbol)))
+                    submitted += 1
+                symbol, future = pending.pop(0)
+                try:
+                    data = future.result()
+                except Exception as exc:  # reported per symbol by the worker, never fatal to the run
+                    yield symbol, exc
+                    continue
+                timeline.event("trainer", symbol, "train_start")
+                yield symbol, data
+                timeline.event("trainer", symbol, "train_end")
+        finally:
+            cpus.sharing_with_prep(None)
 
 
 def symbol_stream(run: ResolvedRun, shards: str | None, delete: bool | None = None
