@@ -111,6 +111,12 @@ class Operator:
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log and self.log.exists() else ""
 
+    def close(self) -> None:
+        """Stop it and remove its log: a suite's worth of logs must not pile up in the host's /tmp."""
+        self.stop()
+        if self.log:
+            self.log.unlink(missing_ok=True)
+
 
 @pytest.fixture
 def operator(control_plane, kube, kube_namespace):
@@ -124,9 +130,7 @@ def operator(control_plane, kube, kube_namespace):
 
     yield make
     for op in ops:
-        op.stop()
-        if op.log:
-            op.log.unlink(missing_ok=True)
+        op.close()
 
 
 @pytest.fixture(scope="session")

@@ -46,7 +46,7 @@ def pair(control_plane, kube_namespace):
     start.lease = lease  # type: ignore[attr-defined]
     yield start
     for op in started:
-        op.stop()
+        op.close()
 
 
 def leading(op: Operator) -> bool:

@@ -77,7 +77,8 @@ class S3Server:
         data = self.folder / "data"
         data.mkdir(exist_ok=True)
         p = self.ports
-        argv = [str(self.binary), "server", f"-dir={data}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+        argv = [str(self.binary), f"-logdir={self.folder}", "server", f"-dir={data}", "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
                 f"-master.port={p['master']}", f"-volume.port={p['volume']}", "-master.volumeSizeLimitMB=256",
                 "-volume.max=0", "-filer", f"-filer.port={p['filer']}", "-s3", f"-s3.port={p['s3']}",
                 f"-s3.config={config}"]

@@ -68,3 +68,22 @@ def test_clear_errors_for_a_missing_label_or_an_empty_folder(folder, tmp_path_fa
         StoreBatches(str(path), "target")
     with pytest.raises(DataError, match="no Parquet or CSV files there"):
         StoreBatches(str(tmp_path_factory.mktemp("empty")), "y")
+
+
+def test_default_page_cache_goes_with_its_matrix(folder, tmp_path, monkeypatch):
+    """External-memory pages are as large as the data; without a cache folder they must not outlive the matrix."""
+    import gc
+    import tempfile
+
+    path, _ = folder
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    matrix, kind = build_matrix(str(path), "y", external="always", nthread=1)
+    assert kind == "ExtMemQuantileDMatrix"
+    (cache,) = temp.iterdir()
+    assert any(cache.iterdir()), "pages are written under the temporary folder"
+    xgb.train(PARAMS, matrix, 2)
+    del matrix
+    gc.collect()
+    assert not cache.exists()

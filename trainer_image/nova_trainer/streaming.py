@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import os
 import posixpath
+import shutil
 import tempfile
+import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -156,7 +158,8 @@ def build_matrix(uri: str, label: str, *, store: ObjectStoreSpec | None = None, 
                  columns: Sequence[str] | None = None, max_bin: int = 256, nthread: int | None = None,
                  batch_rows: int = BATCH_ROWS, cache_dir: str | None = None) -> tuple[xgb.DMatrix, str]:
     """(matrix, kind): kind is 'QuantileDMatrix' or 'ExtMemQuantileDMatrix'. External memory caches
-    its pages under `cache_dir` (default: a temporary folder of this process)."""
+    its pages under `cache_dir`; without one, under a temporary folder that goes with the matrix
+    (pages of a few GB must not outlive the process that wrote them)."""
     probe = StoreBatches(uri, label, store, columns, batch_rows)
     use_external = wants_external(probe.count_rows(), len(probe.feature_names), external)
     threads = nthread or -1
@@ -165,7 +168,10 @@ def build_matrix(uri: str, label: str, *, store: ObjectStoreSpec | None = None, 
     cache = cache_dir or tempfile.mkdtemp(prefix="nova-extmem-")
     it = StoreBatches(uri, label, store, columns, batch_rows, cache_prefix=posixpath.join(cache, "pages"))
     log.info("%s: external-memory QuantileDMatrix, pages cached under %s", uri, cache)
-    return xgb.ExtMemQuantileDMatrix(it, max_bin=max_bin, nthread=threads), "ExtMemQuantileDMatrix"
+    matrix = xgb.ExtMemQuantileDMatrix(it, max_bin=max_bin, nthread=threads)
+    if cache_dir is None:
+        weakref.finalize(matrix, shutil.rmtree, cache, True)
+    return matrix, "ExtMemQuantileDMatrix"
 
 
 def train_from_store(uri: str, label: str, params: dict, rounds: int, **kwargs) -> tuple[xgb.Booster, str]:
