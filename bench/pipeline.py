@@ -14,6 +14,10 @@ one-choice search space, no pruner), so every way does the same work.
                NOVA_CPUS=1 (what the Job sets from each container's CPU, see builders.py); then
                each command alone (prep with nothing holding it back, tune on the finished
                shards) to measure the pod's stages with their process start-up
+  real pod     (--real-pod) the same two commands as two containers of one pod on the real node
+               (kubelet, containerd, Nova's trainer image; bench/_real_pod.py): prep a native
+               sidecar, each container limited to one CPU, $NOVA_CPUS from its own limit; the
+               stages are each command alone in a pod of its own
 
 Each process runs in its own session (setsid), so with the kernel's autogroup scheduling it has its
 own CPU share on a loaded machine, as each container of a pod has its own cgroup (cpu.weight from
@@ -25,6 +29,7 @@ times in one command (interleaved); the JSON keeps every run and the medians. `-
 first waits (up to `--quiet-wait` s) for the 1-minute load average to drop below it.
 
     python bench/pipeline.py [--symbols 8] [--bars 400000] [--train-size 6000] [--rounds 15] [--trials 1]
+                             [--real-pod]
 """
 
 from __future__ import annotations
@@ -222,6 +227,23 @@ def per_shard(events: list[dict]) -> list[list]:
     return [[s, *[at.get((w, s, e), "") for w, e in cols]] for s in symbols]
 
 
+def real_pods(doc: dict, repeats: int) -> list[dict]:
+    """The pod's layout `repeats` times as one real pod (bench/_real_pod.py), after the process runs."""
+    from _real_pod import CPU_LIMIT, real_node, run_real_pod
+
+    out = []
+    with real_node() as (cp, n):
+        for i in range(repeats):
+            r = run_real_pod(cp, n, doc)
+            r["timeline"] = summarize(r["events"], r["real_pod_s"])
+            r["cpu_limit"] = CPU_LIMIT
+            out.append(r)
+            print(f"real pod {i + 1}: {r['wall_over_max_stage_real_pod']:.3f} (pod {r['real_pod_s']:.1f} s, "
+                  f"prep alone {r['real_pod_prep_alone_s']:.1f} s, tune alone {r['real_pod_tune_alone_s']:.1f} s)",
+                  flush=True)
+    return out
+
+
 def wait_for_quiet(limit: float, patience: float) -> float:
     """Poll the 1-minute load average until it drops below `limit` (or `patience` runs out)."""
     t0 = time.time()
@@ -242,6 +264,8 @@ def main() -> None:
     parser.add_argument("--quiet-wait", type=float, default=1200)
     parser.add_argument("--cpus", default="1", help="$NOVA_CPUS of each process; 0: unset (all "
                         "cores, as before issue 19)")
+    parser.add_argument("--real-pod", action="store_true", help="also the pod's layout as one real pod on the "
+                        "real node (tests/cluster: kubelet, containerd, Nova's trainer image), --repeats times")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/results alone")
     parser.add_argument("--result", default="pipeline", help="bench/results/<RESULT>.json")
     args = parser.parse_args()
@@ -280,6 +304,8 @@ def main() -> None:
               f"{r['wall_over_max_stage_sidecar']:.3f} (load {r['load_before'][0]:.2f} -> {r['load_after'][0]:.2f})",
               flush=True)
 
+    pods = real_pods(doc, args.repeats) if args.real_pod else []
+
     def med(key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
@@ -299,6 +325,14 @@ def main() -> None:
         "pod_timeline_median_run": median_pod["pod_events"],
         "runs": [{k: v for k, v in r.items() if k != "pod_events"} for r in runs],
     }
+    if pods:
+        median_real = sorted(pods, key=lambda r: r["wall_over_max_stage_real_pod"])[len(pods) // 2]
+        payload |= {k: statistics.median(r[k] for r in pods) for k in (
+            "real_pod_s", "real_pod_prep_alone_s", "real_pod_tune_alone_s", "real_pod_max_stage_s",
+            "wall_over_max_stage_real_pod")}
+        payload["real_pod_cpu_limit_per_container"] = median_real["cpu_limit"]
+        payload["timeline_summary"]["real_pod"] = median_real["timeline"]
+        payload["real_pod_runs"] = [{k: v for k, v in r.items() if k != "events"} for r in pods]
     s = payload
     print(table(["way", "wall (s)", "wall / sum of stages", "wall / max stage"], [
         ["sequential", s["sequential_s"], s["sequential_s"] / (s["total_prep_s"] + s["total_train_s"]),
@@ -307,6 +341,9 @@ def main() -> None:
          s["wall_over_max_stage"]],
         ["pod layout (prep --linger + tune --shards)", s["pod_s"],
          s["pod_s"] / (s["pod_prep_alone_s"] + s["pod_tune_alone_s"]), s["wall_over_max_stage_sidecar"]],
+        *([["real pod on the real node (native sidecar + trainer)", s["real_pod_s"],
+            s["real_pod_s"] / (s["real_pod_prep_alone_s"] + s["real_pod_tune_alone_s"]),
+            s["wall_over_max_stage_real_pod"]]] if pods else []),
     ]))
     print(f"\nstages in-process: prep {s['total_prep_s']:.1f}s, train {s['total_train_s']:.1f}s; each command alone: "
           f"prep {s['pod_prep_alone_s']:.1f}s, tune {s['pod_tune_alone_s']:.1f}s; pod wall over the in-process max "
