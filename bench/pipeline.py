@@ -277,8 +277,9 @@ def main() -> None:
     doc = manifest(args.symbols, args.bars, args.rounds, args.train_size, args.trials)
     run = resolve(parse_run(doc))
     waited = wait_for_quiet(args.quiet_load, args.quiet_wait) if args.quiet_load else 0.0
+    env = _env()  # the in-process trainer: one core, prep's thread the other
     os.environ.clear()
-    os.environ.update(_env())  # the in-process trainer: one core, prep's thread the other
+    os.environ.update(env)
     runs = []
     for i in range(args.repeats):
         r: dict = {"load_before": os.getloadavg()}
