@@ -24,11 +24,12 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from nova_operator.builders import container_security_context, cpu_env, pod_security_context  # noqa: E402
+from nova_trainer import timeline  # noqa: E402
 from tests.cluster import controlplane, node  # noqa: E402
 
 CPU_LIMIT = "1"
 STAMPS = "/timeline"
-SECURITY = {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
 
 
 @contextmanager
@@ -54,12 +55,11 @@ def _container(name: str, image: str, args: list[str], stamp_end: bool, mounts: 
     start = f'date +%s.%N > {STAMPS}/{name}.start; '
     script = (start + 'nova-trainer "$@"; rc=$?; ' + f'date +%s.%N > {STAMPS}/{name}.end; exit $rc'
               if stamp_end else start + 'exec nova-trainer "$@"')
+    resources = {"requests": {"cpu": "500m"}, "limits": {"cpu": CPU_LIMIT}}
     return {"name": name, "image": image, "imagePullPolicy": "Never", "command": ["sh", "-c", script, "nova-trainer"],
-            "args": args, "securityContext": SECURITY,
-            "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": CPU_LIMIT}},
-            "env": [{"name": "NOVA_CPUS", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu",
-                                                                             "divisor": "1"}}},
-                    {"name": "NOVA_TIMELINE", "value": f"{STAMPS}/timeline.jsonl"},
+            "args": args, "securityContext": container_security_context(), "resources": resources,
+            "env": [cpu_env(resources),  # $NOVA_CPUS from this container's own limit, as the worker Job sets it
+                    {"name": timeline.ENV, "value": f"{STAMPS}/timeline.jsonl"},
                     {"name": "NOVA_LOG_LEVEL", "value": "WARNING"}],
             "volumeMounts": [{"name": "stamps", "mountPath": STAMPS}, {"name": "config", "mountPath": "/config"},
                              {"name": "tmp", "mountPath": "/tmp"}, {"name": "work", "mountPath": "/work"}, *mounts]}
@@ -69,8 +69,7 @@ def _pod(name: str, n: node.Node, stamps: Path, containers: list[dict], init: li
          volumes: list[dict]) -> dict:
     return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "bench"},
             "spec": {"nodeName": n.name, "restartPolicy": "Never", "terminationGracePeriodSeconds": 10,
-                     "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "runAsGroup": 1000,
-                                         "seccompProfile": {"type": "RuntimeDefault"}},
+                     "securityContext": pod_security_context(),
                      "initContainers": init, "containers": containers,
                      "volumes": [{"name": "stamps", "hostPath": {"path": str(stamps), "type": "Directory"}},
                                  {"name": "config", "configMap": {"name": "pipeline-run"}},
@@ -97,15 +96,16 @@ def _stamp(stamps: Path, name: str) -> float:
     return float((stamps / name).read_text().strip())
 
 
-def _fresh(n: node.Node) -> Path:
-    stamps = n.work / f"bench-{uuid.uuid4().hex[:6]}"
-    stamps.mkdir()
-    stamps.chmod(0o777)
-    return stamps
+def _shared_folder(path: Path) -> Path:
+    """A host folder the containers' user (not root) writes into."""
+    path.mkdir()
+    path.chmod(0o777)
+    return path
 
 
 def run_real_pod(cp: controlplane.ControlPlane, n: node.Node, doc: dict) -> dict:
-    """One overlapped pod and each command alone; wall times and the overlapped pod's timeline."""
+    """One overlapped pod and each command alone: wall times, and the overlapped pod's timeline (its
+    events as written, `t` in seconds since the epoch; `t0` is when prep's command started)."""
     unbounded = {**doc, "spec": {**doc["spec"], "prep": {"maxAhead": 100, "deleteAfterUse": True}}}
     image, tag = n.images.trainer, uuid.uuid4().hex[:6]
 
@@ -115,7 +115,7 @@ def run_real_pod(cp: controlplane.ControlPlane, n: node.Node, doc: dict) -> dict
                    f"--from-literal=run.yaml={yaml.safe_dump(manifest)}")
 
     config(doc)
-    stamps = _fresh(n)
+    stamps = _shared_folder(n.work / f"bench-{tag}")
     features = {"name": "features", "mountPath": "/work/features"}
     prep = _container("prep", image, ["prep", "--linger", "--config", "/config/run.yaml", "--out", "/work/features"],
                       False, [features])
@@ -124,16 +124,13 @@ def run_real_pod(cp: controlplane.ControlPlane, n: node.Node, doc: dict) -> dict
                                             "--out", "/work/out"], True, [features])
     _run_pod(cp, n, _pod(f"pod-{tag}", n, stamps, [trainer], [prep], [{"name": "features", "emptyDir": {}}]))
     t0 = _stamp(stamps, "prep.start")
-    result = {"real_pod_s": _stamp(stamps, "trainer.end") - t0,
-              "events": [{**e, "t": round(e["t"] - t0, 3)}
-                         for e in (json.loads(x) for x in (stamps / "timeline.jsonl").read_text().splitlines())]}
+    result = {"real_pod_s": _stamp(stamps, "trainer.end") - t0, "t0": t0,
+              "events": timeline.read(stamps / "timeline.jsonl")}
     shutil.rmtree(stamps, ignore_errors=True)
 
     config(unbounded)
-    stamps = _fresh(n)
-    shards = stamps / "shards"
-    shards.mkdir()
-    shards.chmod(0o777)
+    stamps = _shared_folder(n.work / f"bench-{tag}-alone")
+    shards = _shared_folder(stamps / "shards")
     host_shards = [{"name": "features", "hostPath": {"path": str(shards), "type": "Directory"}}]
     alone = _container("prep", image, ["prep", "--config", "/config/run.yaml", "--out", "/work/features"], True,
                        [features])

@@ -98,8 +98,8 @@ class GeneratedBatches(xgb.DataIter):
     """The floor's data: PART_ROWS x COLS float32 batches made in memory (numpy), as many as `rows`."""
 
     def __init__(self, rows: int) -> None:
-        self.cache_prefix = os.path.join(tempfile.mkdtemp(prefix="nova-floor-"), "pages")
-        super().__init__(cache_prefix=self.cache_prefix, release_data=True, on_host=False)
+        super().__init__(cache_prefix=os.path.join(tempfile.mkdtemp(prefix="nova-floor-"), "pages"),
+                         release_data=True, on_host=False)
         self.rows, self.i = rows, 0
 
     def reset(self) -> None:

@@ -229,14 +229,14 @@ def per_shard(events: list[dict]) -> list[list]:
 
 def real_pods(doc: dict, repeats: int) -> list[dict]:
     """The pod's layout `repeats` times as one real pod (bench/_real_pod.py), after the process runs."""
-    from _real_pod import CPU_LIMIT, real_node, run_real_pod
+    from _real_pod import real_node, run_real_pod
 
     out = []
     with real_node() as (cp, n):
         for i in range(repeats):
             r = run_real_pod(cp, n, doc)
+            r["events"] = _relative(r["events"], r.pop("t0"))
             r["timeline"] = summarize(r["events"], r["real_pod_s"])
-            r["cpu_limit"] = CPU_LIMIT
             out.append(r)
             print(f"real pod {i + 1}: {r['wall_over_max_stage_real_pod']:.3f} (pod {r['real_pod_s']:.1f} s, "
                   f"prep alone {r['real_pod_prep_alone_s']:.1f} s, tune alone {r['real_pod_tune_alone_s']:.1f} s)",
@@ -331,7 +331,9 @@ def main() -> None:
         payload |= {k: statistics.median(r[k] for r in pods) for k in (
             "real_pod_s", "real_pod_prep_alone_s", "real_pod_tune_alone_s", "real_pod_max_stage_s",
             "wall_over_max_stage_real_pod")}
-        payload["real_pod_cpu_limit_per_container"] = median_real["cpu_limit"]
+        from _real_pod import CPU_LIMIT
+
+        payload["real_pod_cpu_limit_per_container"] = CPU_LIMIT
         payload["timeline_summary"]["real_pod"] = median_real["timeline"]
         payload["real_pod_runs"] = [{k: v for k, v in r.items() if k != "events"} for r in pods]
     s = payload

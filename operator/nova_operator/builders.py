@@ -289,7 +289,7 @@ def _pod_spec(run: ResolvedRun, cfg: OperatorConfig, containers: list[dict[str, 
 def _container(run: ResolvedRun, cfg: OperatorConfig, name: str, args: list[str],
                resources: dict[str, Any], mounts: list[dict[str, Any]]) -> dict[str, Any]:
     env = _env(run, cfg)
-    if cpus := _cpu_env(resources):
+    if cpus := cpu_env(resources):
         env.append(cpus)
     c: dict[str, Any] = {
          "name": name, "image": run.spec.image or cfg.trainer_image, "imagePullPolicy": cfg.image_pull_policy,
@@ -301,7 +301,7 @@ def _container(run: ResolvedRun, cfg: OperatorConfig, name: str, args: list[str]
     return c
 
 
-def _cpu_env(resources: dict[str, Any]) -> dict[str, Any] | None:
+def cpu_env(resources: dict[str, Any]) -> dict[str, Any] | None:
     """$NOVA_CPUS from this container's own CPU (limit, else request; whole cores, rounded up by the
     kubelet): the process sizes its threads by it, so prep and the trainer do not fight over the same
     cores (nova.cpus). None when the container asks for no CPU: the process then reads its cgroup."""
